@@ -54,13 +54,17 @@ def pair_correlations(
     scale = 1.0 / (past_z.shape[1] - 1)
     r0, r1 = int(i_idx.min()), int(i_idx.max()) + 1
     c0, c1 = int(j_idx.min()), int(j_idx.max()) + 1
-    rows, cols = i_idx - r0, j_idx - c0
-    p_rows, f_rows = past_z[r0:r1], future_z[r0:r1]
-    p_cols, f_cols = past_z[c0:c1], future_z[c0:c1]
-    a = (p_rows @ p_cols.T)[rows, cols] * scale
-    c = (p_rows @ f_cols.T)[rows, cols] * scale
-    d = (f_rows @ p_cols.T)[rows, cols] * scale
-    f = (f_rows @ f_cols.T)[rows, cols] * scale
+    n_rows, n_cols = r1 - r0, c1 - c0
+    row_block = np.concatenate([past_z[r0:r1], future_z[r0:r1]])
+    col_block = np.concatenate([past_z[c0:c1], future_z[c0:c1]])
+    # one product holds all four lag-0 / lag-tau blocks: [[pp, pf], [fp, ff]]
+    products = (row_block @ col_block.T).ravel()
+    flat = (i_idx - r0) * (2 * n_cols) + (j_idx - c0)
+    a = np.take(products, flat)
+    c = np.take(products, flat + n_cols)
+    d = np.take(products, flat + n_rows * 2 * n_cols)
+    f = np.take(products, flat + n_rows * 2 * n_cols + n_cols)
+    a, c, d, f = (v * scale for v in (a, c, d, f))
     auto = np.einsum("nt,nt->n", past_z, future_z) * scale
     return np.stack([a, auto[i_idx], c, d, auto[j_idx], f])
 

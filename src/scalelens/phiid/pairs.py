@@ -40,8 +40,14 @@ def pairs_in_range(n_heads: int, start: int, stop: int) -> tuple[np.ndarray, np.
             f"pair range [{start}, {stop}) is outside [0, {total}] for {n_heads} heads"
         )
     k = np.arange(start, stop, dtype=np.int64)
+    if stop == start:
+        return k, k.copy()
     starts = row_starts(n_heads)
-    i = np.searchsorted(starts, k, side="right") - 1
+    first, last = np.searchsorted(starts, [start, stop - 1], side="right") - 1
+    rows = np.arange(first, last + 1)
+    row_begin = np.maximum(starts[rows], start)
+    row_end = np.minimum(starts[rows] + (n_heads - 1 - rows), stop)
+    i = np.repeat(rows, row_end - row_begin)
     return i, k - starts[i] + i + 1
 
 
