@@ -157,3 +157,12 @@ def test_h25_report_on_both_metrics():
     assert rep.g_seed.metric == "G_seed" and rep.g_last.metric == "G_last"
     doc = json.loads(to_json_text(rep))
     assert doc["verdict_g_last"] == G.VALIDATED and "rule" in doc["g_seed"]
+
+
+def test_gain_inputs_round_trip_through_json():
+    h = np.cumsum(np.random.default_rng(4).random((6, 5)) + 0.5, axis=1)
+    res = G.residual_gain_study(h, h[:, 1:] * 1.1, 8, 512, model="m", n_boot=20)
+    seed_in, last_in = G.gain_inputs_from_dict(json.loads(to_json_text(res)))
+    assert seed_in.rho == 0.125 and seed_in.model == "m"
+    np.testing.assert_allclose(seed_in.gain_per_prompt, res.g_seed_per_prompt)
+    np.testing.assert_allclose(last_in.gain_per_prompt, res.g_last_per_prompt)

@@ -306,3 +306,10 @@ def test_b11_no_measured_model_is_inconclusive_not_crash():
     v = si.b11_verdict([si.MeasuredSI("broken", math.nan, math.nan, math.nan)], REFS)
     assert v.verdict == "INCONCLUSIVE" and v.excluded_models == ("broken",)
     assert "no measured model" in v.reason
+
+
+def test_measured_si_round_trips_through_json():
+    res = si.specialization_index(np.random.default_rng(9).random((6, 3, 4)), n_boot=30)
+    m = si.measured_si_from_dict("m", json.loads(to_json_text(res)), size_b=1.3)
+    assert m.si == pytest.approx(res.si_seed.point) and m.high == pytest.approx(res.si_seed.high)
+    assert m.si_heads == pytest.approx(res.si_heads.point) and m.size_b == 1.3

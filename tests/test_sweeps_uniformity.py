@@ -215,3 +215,11 @@ def test_study_to_verdict_end_to_end():
     v = U.peak_stability_verdict([U.model_peak(s) for s in studies])
     assert v.verdict in (U.STABLE, U.SHIFTS) and v.n_boot_used <= 40
     assert json.loads(to_json_text(studies[0]))["bos_rule"] == "kept position 0"
+
+
+def test_model_peak_round_trips_through_json():
+    ea, eb, na, nb, cat = make_study_inputs(3)
+    s = U.uniformity_asymmetry_study(ea, eb, na, nb, cat, [0, 2, 4], 4, model="m", n_boot=30)
+    back = U.model_peak_from_dict(json.loads(to_json_text(s)))
+    assert back.summary == s.peak and back.n_layers == 4
+    np.testing.assert_array_equal(back.peak_pct_replicates, s.peak_pct_replicates)

@@ -379,6 +379,16 @@ def _gain_replicates(models: Sequence[GainModelInput], n_boot: int, seed: SeedLi
     return np.column_stack(cols), "independent per model (prompt counts differ)"
 
 
+def gain_inputs_from_dict(doc: dict) -> tuple[GainModelInput, GainModelInput]:
+    """(G_seed input, G_last input) from ResidualGainResult.to_dict() (the per-model json)."""
+    return (
+        GainModelInput(str(doc["model"]), float(doc["rho"]),
+                       np.asarray(doc["g_seed_per_prompt"], dtype=np.float64)),
+        GainModelInput(str(doc["model"]), float(doc["rho"]),
+                       np.asarray(doc["g_last_per_prompt"], dtype=np.float64)),
+    )
+
+
 def h25_verdict(
     models: Sequence[GainModelInput],
     metric: str = "G_seed",

@@ -544,6 +544,17 @@ class MeasuredSI:
     si_heads_high: float | None = None
 
 
+def measured_si_from_dict(name: str, doc: Mapping, size_b: float | None = None) -> MeasuredSI:
+    """B11 input from SIResult.to_dict() (the per-model json); missing numbers become NaN."""
+
+    def num(x: object) -> float:
+        return math.nan if x is None else float(x)
+
+    seed, heads = doc["si_seed"], doc["si_heads"]
+    return MeasuredSI(name, num(seed["point"]), num(seed["low"]), num(seed["high"]), size_b,
+                      heads.get("point"), heads.get("low"), heads.get("high"))
+
+
 @dataclass(frozen=True)
 class SIModelEntry:
     """One row of the B11 table."""

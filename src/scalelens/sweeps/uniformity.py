@@ -450,6 +450,15 @@ def model_peak(study: UniformityStudy) -> ModelPeak:
     return ModelPeak(study.model, study.n_layers, study.peak, study.peak_pct_replicates)
 
 
+def model_peak_from_dict(doc: Mapping) -> ModelPeak:
+    """Rebuild the verdict input from UniformityStudy.to_dict() (the per-model json)."""
+    peak = dict(doc["peak"])
+    peak["sign_changes"] = tuple(SignChange(**c) for c in peak.get("sign_changes", ()))
+    reps = np.array([math.nan if x is None else x for x in doc["peak_pct_replicates"]],
+                    dtype=np.float64)
+    return ModelPeak(str(doc["model"]), int(doc["n_layers"]), PeakSummary(**peak), reps)
+
+
 @dataclass(frozen=True)
 class PeakStabilityVerdict:
     """Peak-depth stability across models, with the replicate distribution of the std."""
