@@ -1,0 +1,166 @@
+"""One entry point to get a model: `load_model(key, dtype, device)`.
+
+`key` may be
+- a registry key with a packaged GGUF (the embedded default ladder): de-quantised once, then cached
+  as safetensors + tokenizer under <cache>/dequant/<gguf sha256>/, so later loads take seconds;
+- a registry key without one, or a hub id ("org/name"): from the Hugging Face hub, or offline from the
+  local hub cache (HF_HUB_OFFLINE=1), with a message naming the model when it is not cached;
+- a local directory holding a saved model;
+- "tiny:<arch>" or "tiny:<arch>:<seed>": a tiny random model for tests (no download).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from filelock import FileLock
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from scalelens.errors import ScalelensError
+from scalelens.models.geometry import HeadGeometry, head_geometry
+from scalelens.models.packaged import PackagedModelError, cache_root, gguf_path
+from scalelens.models.registry import REGISTRY, ModelSpec, get_spec
+from scalelens.models.tiny import byte_tokenizer, tiny_model
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+class ModelLoadError(ScalelensError):
+    pass
+
+
+@dataclass
+class LoadedModel:
+    key: str
+    model: torch.nn.Module
+    tokenizer: object
+    geometry: HeadGeometry
+    spec: ModelSpec | None
+    source: str  # "packaged-gguf" | "hub" | "local" | "tiny"
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def dequantised(self) -> bool:
+        return self.source == "packaged-gguf"
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} requested but CUDA is not available; use 'auto'")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}") from None
+
+
+def load_model(key: str, dtype: str | torch.dtype = "float32", device: str = "cpu",
+               attn_implementation: str = "eager") -> LoadedModel:
+    """Load a causal LM and its tokenizer, in eval mode, with its head geometry."""
+    torch_dtype = resolve_dtype(dtype)
+    dev = resolve_device(device)
+    spec = REGISTRY.get(key)
+    if key.startswith("tiny:"):
+        model, tok, source = _load_tiny(key, torch_dtype, attn_implementation)
+    elif spec is not None and spec.gguf is not None:
+        model, tok = _load_packaged(spec, torch_dtype, attn_implementation)
+        source = "packaged-gguf"
+    elif Path(key).is_dir():
+        model, tok = _from_pretrained(key, key, torch_dtype, attn_implementation)
+        source = "local"
+    elif spec is not None or "/" in key:
+        hub_id = spec.hub_id if spec is not None else key
+        model, tok = _load_hub(hub_id, torch_dtype, attn_implementation)
+        source = "hub"
+    else:
+        get_spec(key)  # raises the unknown-key error listing the known keys
+        raise AssertionError("unreachable")
+    model.to(dev)
+    model.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return LoadedModel(key, model, tok, head_geometry(model), spec, source, dev, torch_dtype)
+
+
+def _load_tiny(key: str, dtype: torch.dtype, attn: str):
+    parts = key.split(":")
+    arch = parts[1] if len(parts) > 1 else ""
+    seed = int(parts[2]) if len(parts) > 2 else 0
+    try:
+        model = tiny_model(arch, seed=seed, dtype=dtype, attn_implementation=attn)
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
+    return model, byte_tokenizer(), "tiny"
+
+
+def _from_pretrained(where: str, name: str, dtype: torch.dtype, attn: str, **kw):
+    tok = AutoTokenizer.from_pretrained(where, **kw)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, attn_implementation=attn,
+                                                 **kw)
+    return model, tok
+
+
+def _load_hub(hub_id: str, dtype: torch.dtype, attn: str):
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        return _from_pretrained(hub_id, hub_id, dtype, attn, local_files_only=offline)
+    except (OSError, ValueError) as e:
+        if offline or "offline" in str(e).lower() or "connect" in str(e).lower():
+            raise ModelLoadError(
+                f"model {hub_id!r} is not in the local Hugging Face cache "
+                f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the hub cannot be "
+                f"reached; pre-cache it on a machine with network: "
+                f"`huggingface-cli download {hub_id}` (gated models need HF_TOKEN), then run with "
+                f"HF_HUB_OFFLINE=1"
+            ) from None
+        raise ModelLoadError(f"could not load {hub_id!r} from the hub: {e}") from None
+
+
+def dequant_dir(sha256: str) -> Path:
+    return cache_root() / "dequant" / sha256
+
+
+def _load_packaged(spec: ModelSpec, dtype: torch.dtype, attn: str):
+    """From the de-quantised cache; build it from the GGUF first if it is missing."""
+    target = dequant_dir(spec.gguf.sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "COMPLETE").is_file():
+            _build_dequant_cache(spec, target)
+    return _from_pretrained(str(target), spec.key, dtype, attn)
+
+
+def _build_dequant_cache(spec: ModelSpec, target: Path) -> None:
+    path = gguf_path(spec)
+    log.info("de-quantising %s (once; cached in %s)", path.name, target)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                     dtype=torch.float32)
+    except Exception as e:  # the gguf reader raises assorted errors on a damaged file
+        raise PackagedModelError(f"cannot read GGUF {path}: {type(e).__name__}: {e}") from None
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "COMPLETE").write_text(f"{spec.key} {spec.gguf.sha256}\n")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)

@@ -1,0 +1,90 @@
+"""Tiny random models built from transformers configs: offline, seeded, for tests and dry runs.
+
+Each covers one architecture the geometry supports, at a size that runs in milliseconds. The
+tokenizer is a byte-level one built in memory, so nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+TINY_VOCAB = 300  # 256 bytes + specials, padded
+_BYTE_SPECIALS = ["<pad>", "<bos>", "<eos>"]
+
+_COMMON = dict(vocab_size=TINY_VOCAB, max_position_embeddings=256, pad_token_id=0,
+               bos_token_id=1, eos_token_id=2)
+
+TINY_CONFIGS: dict[str, dict] = {
+    "llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=8),
+    "qwen2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2),
+    "qwen3": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=8),
+    "gemma2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                   sliding_window=16),
+    "gemma3_text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                        num_attention_heads=4, num_key_value_heads=1, head_dim=8,
+                        sliding_window=16),
+    "phi": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, partial_rotary_factor=0.5),
+    "phi3": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2),
+    "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                     num_attention_heads=4, rotary_pct=0.25),
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_positions=256, vocab_size=TINY_VOCAB,
+                 bos_token_id=1, eos_token_id=2),
+}
+
+
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (ids 3..258 are the bytes) that adds <bos> like Llama-style models."""
+    vocab = {tok: i for i, tok in enumerate(_BYTE_SPECIALS)}
+    for b, ch in enumerate(_byte_chars()):
+        vocab[ch] = b + len(_BYTE_SPECIALS)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+         pre_tokenizers.Split(pattern="", behavior="isolated")]
+    )
+    tok.decoder = decoders.ByteLevel()
+    from tokenizers.processors import TemplateProcessing
+
+    tok.post_processor = TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
+                                            special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
+                                   eos_token="<eos>", padding_side="left")
+
+
+def _byte_chars() -> list[str]:
+    """The 256 printable stand-ins ByteLevel uses for bytes, in byte order."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for _, c in sorted(zip(bs, cs))]
+
+
+def tiny_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32,
+               attn_implementation: str = "eager"):
+    """A randomly initialised causal LM of architecture `arch`, identical for identical seeds."""
+    if arch not in TINY_CONFIGS:
+        raise ValueError(f"no tiny config for {arch!r}; choose one of {', '.join(TINY_CONFIGS)}")
+    kwargs = dict(TINY_CONFIGS[arch])
+    if arch != "gpt2":
+        kwargs = {**_COMMON, **kwargs}
+    config = AutoConfig.for_model(arch, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype,
+                                                 attn_implementation=attn_implementation)
+    model.eval()
+    return model

@@ -1,0 +1,162 @@
+"""params.yaml, the only source of knobs: one typed loader that names the key path of any mistake.
+
+Each section is a frozen dataclass; unknown keys and wrong types are errors that name the path
+(`extract.batch_size: expected int, got str '16'`). Stages read their section from here and log it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from scalelens.errors import ScalelensError
+
+
+class ParamsError(ScalelensError):
+    pass
+
+
+@dataclass(frozen=True)
+class PromptLock:
+    set: str  # a built-in set name or a path to a json prompt file
+    md5: str
+
+
+@dataclass(frozen=True)
+class DtypeByDevice:
+    cpu: str = "float32"
+    cuda: str = "bfloat16"
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    prompt_set: str = "cognitive_tasks"  # a key of `prompts`
+    max_new_tokens: int = 64
+    min_new_tokens: int = 64  # = max_new_tokens: every series has the full length
+    batch_size: int = 16
+    chat_template: bool = False  # the seeds apply none; instruct models may still be asked to
+
+
+@dataclass(frozen=True)
+class Params:
+    models: list[str]
+    seed: int = 0
+    device: str = "auto"
+    dtype: DtypeByDevice = field(default_factory=DtypeByDevice)
+    prompts: dict[str, PromptLock] = field(default_factory=dict)
+    extract: ExtractParams = field(default_factory=ExtractParams)
+
+    def prompt_lock(self, key: str) -> PromptLock:
+        try:
+            return self.prompts[key]
+        except KeyError:
+            raise ParamsError(
+                f"prompts.{key}: no such prompt set in params.yaml; defined: "
+                f"{', '.join(self.prompts) or 'none'}"
+            ) from None
+
+    def dtype_for(self, device_type: str) -> str:
+        return self.dtype.cuda if device_type == "cuda" else self.dtype.cpu
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp)
+
+
+def _coerce(value, tp, path: str):
+    """Check value against the annotation tp, recursing into dataclasses, lists and dicts."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for alt in typing.get_args(tp):
+            if alt is type(None) and value is None:
+                return None
+            try:
+                return _coerce(value, alt, path)
+            except ParamsError as e:
+                errors.append(str(e))
+        raise ParamsError(errors[0])
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ParamsError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamsError(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+        return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{path}: expected float, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{path}: expected int, got {type(value).__name__} {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise ParamsError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"params schema uses an unsupported type {_type_name(tp)} at {path}")
+
+
+def _build(cls, data, path: str):
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path or 'params'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ParamsError(
+            f"{where}{unknown[0]}: unknown key; allowed here: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"{sub}: missing required key")
+    return cls(**kwargs)
+
+
+def parse_params(data: dict) -> Params:
+    return _build(Params, data, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+    return parse_params(data or {})
+
+
+def params_sha256(path: str | Path = "params.yaml") -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def as_flat_dict(obj, prefix: str = "") -> dict[str, object]:
+    """A section as dotted keys, for logging as MLflow params."""
+    out: dict[str, object] = {}
+    items = dataclasses.asdict(obj).items() if dataclasses.is_dataclass(obj) else obj.items()
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(as_flat_dict(v, key + "."))
+        else:
+            out[key] = v
+    return out
