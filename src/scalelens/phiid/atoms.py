@@ -6,6 +6,8 @@ X=0 (source past), Y=1 (target past), X'=2 (source future), Y'=3 (target future)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 ATOM_NAMES: tuple[str, ...] = (
@@ -107,27 +109,35 @@ STS_INDEX: int = ATOM_NAMES.index("sts")
 RTR_INDEX: int = ATOM_NAMES.index("rtr")
 
 
-def atoms_from_knowns(knowns: np.ndarray) -> np.ndarray:
-    """Solve the 16 PhiID equations: knowns [16, ...] -> atoms [16, ...] (any trailing shape)."""
-    return np.tensordot(ATOMS_FROM_KNOWNS, knowns, axes=(1, 0))
+def atoms_from_knowns(knowns: Sequence[np.ndarray]) -> np.ndarray:
+    """Solve the 16 PhiID equations: knowns (16 arrays, KNOWN_NAMES order) -> atoms [16, ...]."""
+    return np.tensordot(ATOMS_FROM_KNOWNS, np.stack(knowns), axes=(1, 0))
 
 
-def sts_from_knowns(knowns: np.ndarray) -> np.ndarray:
-    """Only the synergy atom sts from knowns [16, ...]: one row of the inverse, cheaper than all 16."""
-    return np.tensordot(ATOMS_FROM_KNOWNS[STS_INDEX], knowns, axes=(0, 0))
+def sts_from_knowns(knowns: Sequence[np.ndarray]) -> np.ndarray:
+    """Only the synergy atom sts: the sts row of the integer inverse applied to the knowns."""
+    sts = np.zeros_like(knowns[0])
+    for coefficient, known in zip(ATOMS_FROM_KNOWNS[STS_INDEX], knowns, strict=True):
+        if coefficient == 1:
+            sts += known
+        elif coefficient == -1:
+            sts -= known
+        elif coefficient != 0:
+            sts += coefficient * known
+    return sts
 
 
-def mmi_knowns(mean_mis: np.ndarray) -> np.ndarray:
-    """MMI knowns [16, P] from time-averaged mutual informations [9, P] (rows MI_NAMES).
+def mmi_knowns(mean_mis: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """MMI knowns (16 arrays, KNOWN_NAMES order) from time-averaged MIs {name: [P]}.
 
     With MMI each redundancy is the smaller of two averaged MIs, the double redundancy the
     smallest of four; the tie rules of PHIID.md only pick between equal values.
     """
-    mi = dict(zip(MI_NAMES, mean_mis, strict=True))
+    mi = mean_mis
     rows = [np.minimum.reduce([mi[name] for name in DOUBLE_REDUNDANCY_TERMS])]
     rows += [np.minimum(mi[a], mi[b]) for a, b, _ in REDUNDANCY_TERMS.values()]
     rows += [mi[name] for name in MI_NAMES]
-    return np.stack(rows)
+    return rows
 
 
 def _same_sign(*values: np.ndarray) -> np.ndarray:
@@ -145,8 +155,8 @@ def ccs_redundancy_local(i_1: np.ndarray, i_2: np.ndarray, i_12: np.ndarray) -> 
     return np.where(_same_sign(i_1, i_2, i_12, minus_c), minus_c, 0.0)
 
 
-def ccs_mean_knowns(local_mis: dict[str, np.ndarray]) -> np.ndarray:
-    """CCS knowns [16, P], time-averaged, from local MIs {name: [P, N]} (PHIID.md, CCS)."""
+def ccs_mean_knowns(local_mis: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """CCS knowns (16 arrays [P], KNOWN_NAMES order), time-averaged, from local MIs {name: [P, N]}."""
     mi = local_mis
     red = {
         name: ccs_redundancy_local(*(mi[t] for t in terms))
@@ -172,4 +182,4 @@ def ccs_mean_knowns(local_mis: dict[str, np.ndarray]) -> np.ndarray:
     shared = _same_sign(*(mi[t] for t in DOUBLE_REDUNDANCY_TERMS), coinfo)
     rtr = np.where(shared, coinfo, 0.0)
     rows = [rtr] + [red[name] for name in REDUNDANCY_TERMS] + [mi[name] for name in MI_NAMES]
-    return np.stack([row.mean(axis=-1) for row in rows])
+    return [row.mean(axis=-1) for row in rows]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scalelens.phiid.atoms import ENTROPY_SUBSETS, MI_NAMES, MI_TERMS
+from scalelens.phiid.atoms import ENTROPY_SUBSETS, MI_TERMS
 
 
 def binarized_windows(series: np.ndarray, tau: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,8 +47,8 @@ def _marginal_counts(counts: np.ndarray, subset: tuple[int, ...]) -> np.ndarray:
     return joint.sum(axis=drop, keepdims=True) if drop else joint
 
 
-def mean_mis(counts: np.ndarray) -> np.ndarray:
-    """Time-averaged MIs [9, P] in bits (rows MI_NAMES): plug-in entropies of the counts."""
+def mean_mis(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Time-averaged MIs {name: [P]} in bits: plug-in entropies of the counts."""
     n_samples = counts[0].sum()
     entropy = {}
     for subset in ENTROPY_SUBSETS:
@@ -56,11 +56,10 @@ def mean_mis(counts: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(prob > 0, prob * np.log2(prob), 0.0)
         entropy[subset] = -terms.sum(axis=1)
-    mi = {
+    return {
         name: entropy[a] + entropy[b] - entropy[tuple(sorted(a + b))]
         for name, (a, b) in MI_TERMS.items()
     }
-    return np.stack([mi[name] for name in MI_NAMES])
 
 
 def local_mis(codes: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:

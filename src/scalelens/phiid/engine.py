@@ -201,8 +201,8 @@ def prepare_prompt(series: np.ndarray, settings: PhiIDSettings) -> PreparedPromp
 
 def _knowns_for_pairs(
     prepared: PreparedPrompt, settings: PhiIDSettings, i_idx: np.ndarray, j_idx: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Time-averaged knowns [16, P] of usable pairs, and the singular-pair mask [P]."""
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Time-averaged knowns (16 arrays [P], KNOWN_NAMES order) of usable pairs, singular mask [P]."""
     if settings.estimator == "gaussian":
         corr6 = gaussian.pair_correlations(prepared.past, prepared.future, i_idx, j_idx)
         det = gaussian.correlation_determinants(corr6)
@@ -247,7 +247,7 @@ def prompt_pair_values(
     if return_atoms:
         computed = atoms_from_knowns(knowns)
     else:
-        computed = np.stack([sts_from_knowns(knowns), knowns[RTR_INDEX]])
+        computed = np.stack([sts_from_knowns(knowns), knowns[0]])  # known 0 is rtr itself
     computed[:, singular] = np.nan
     if all_ok:
         values = computed
@@ -421,11 +421,23 @@ def _check_tiling(chunks: Sequence[PairChunk], total: int) -> list[PairChunk]:
     return ordered
 
 
-def _symmetric_matrix(values: np.ndarray, i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
-    """[..., n, n] with values at [i, j] and [j, i], NaN on the diagonal."""
-    matrix = np.full(values.shape[:-1] + (n, n), np.nan)
-    matrix[..., i, j] = values
-    matrix[..., j, i] = values
+def _mirrored(values: np.ndarray, upper: np.ndarray, lower_values: np.ndarray | None = None):
+    """[..., n, n] with row-major pair values [..., P] above the diagonal and mirrored below.
+
+    upper is the boolean strict-upper-triangle mask, whose C-order matches the pair order;
+    lower_values (default: values) go to [j, i]. Float results have a NaN diagonal.
+    """
+    n = upper.shape[0]
+    above = np.zeros(values.shape[:-1] + (n, n), dtype=values.dtype)
+    above[..., upper] = values
+    below = above
+    if lower_values is not None:
+        below = np.zeros_like(above)
+        below[..., upper] = lower_values
+    matrix = above + np.swapaxes(below, -1, -2)  # disjoint triangles: exact
+    if np.issubdtype(matrix.dtype, np.floating):
+        diagonal = np.arange(n)
+        matrix[..., diagonal, diagonal] = np.nan
     return matrix
 
 
@@ -440,32 +452,25 @@ def assemble_result(
 ) -> PhiIDResult:
     """Build the n x n result from chunks that tile all pairs; logs a warning on degeneracy."""
     ordered = _check_tiling(chunks, n_pairs(n_heads))
-    i, j = pairs_in_range(n_heads, 0, n_pairs(n_heads))
+    upper = np.triu(np.ones((n_heads, n_heads), dtype=bool), k=1)
     values = np.concatenate([c.values for c in ordered], axis=1)
     return_atoms = values.shape[0] == 16
     sts_row, rtr_row = (STS_INDEX, RTR_INDEX) if return_atoms else (0, 1)
-    atoms = None
-    if return_atoms:
-        atoms = np.full((16, n_heads, n_heads), np.nan)
-        atoms[:, i, j] = values
-        atoms[:, j, i] = values[SWAP_ATOM_ORDER]
-    defined = np.zeros((n_heads, n_heads), dtype=np.int64)
-    defined[i, j] = defined[j, i] = np.concatenate([c.n_prompts_defined for c in ordered])
+    atoms = _mirrored(values, upper, values[SWAP_ATOM_ORDER]) if return_atoms else None
+    defined = _mirrored(np.concatenate([c.n_prompts_defined for c in ordered]), upper)
     by_category = {}
     if categories:
         cat_values = np.concatenate([c.category_values for c in ordered], axis=2)
         cat_counts = np.concatenate([c.n_defined_by_category for c in ordered], axis=1)
-        by_category["sts_by_category"] = _symmetric_matrix(cat_values[:, 0], i, j, n_heads)
-        by_category["rtr_by_category"] = _symmetric_matrix(cat_values[:, 1], i, j, n_heads)
-        counts = np.zeros((len(categories), n_heads, n_heads), dtype=np.int64)
-        counts[:, i, j] = counts[:, j, i] = cat_counts
-        by_category["n_prompts_defined_by_category"] = counts
+        by_category["sts_by_category"] = _mirrored(cat_values[:, 0], upper)
+        by_category["rtr_by_category"] = _mirrored(cat_values[:, 1], upper)
+        by_category["n_prompts_defined_by_category"] = _mirrored(cat_counts, upper)
     report = degeneracy_report(head_reasons, ordered, head_reasons.shape[0])
     _log_degeneracy(report, settings, n_heads)
     return PhiIDResult(
         settings=settings,
-        sts=_symmetric_matrix(values[sts_row], i, j, n_heads),
-        rtr=_symmetric_matrix(values[rtr_row], i, j, n_heads),
+        sts=_mirrored(values[sts_row], upper),
+        rtr=_mirrored(values[rtr_row], upper),
         atoms=atoms,
         n_prompts=head_reasons.shape[0],
         n_prompts_defined=defined,

@@ -8,9 +8,11 @@ b and e depend on one head only (lag-tau autocorrelation of that head's windows)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from scalelens.phiid.atoms import ENTROPY_SUBSETS, MI_NAMES, MI_TERMS
+from scalelens.phiid.atoms import ENTROPY_SUBSETS, MI_TERMS
 
 # A pair whose (X, Y, X', Y') correlation matrix has a principal minor at or below this value is
 # treated as singular (a perfectly collinear pair): rounding dominates such determinants.
@@ -45,8 +47,8 @@ def _standardize(window: np.ndarray, constant: np.ndarray) -> np.ndarray:
 
 def pair_correlations(
     past_z: np.ndarray, future_z: np.ndarray, i_idx: np.ndarray, j_idx: np.ndarray
-) -> np.ndarray:
-    """The six correlations (a, b, c, d, e, f) [6, P] of pairs (source i, target j).
+) -> tuple[np.ndarray, ...]:
+    """The six correlations (a, b, c, d, e, f), [P] each, of pairs (source i, target j).
 
     Computed with block matrix products over the rows/columns the pairs touch, so a chunk of
     row-major pairs costs about its share of one n x n product and never a Python loop.
@@ -66,24 +68,25 @@ def pair_correlations(
     f = np.take(products, flat + n_rows * 2 * n_cols + n_cols)
     a, c, d, f = (v * scale for v in (a, c, d, f))
     auto = np.einsum("nt,nt->n", past_z, future_z) * scale
-    return np.stack([a, auto[i_idx], c, d, auto[j_idx], f])
+    return a, auto[i_idx], c, d, auto[j_idx], f
 
 
-def correlation_determinants(corr6: np.ndarray) -> dict[str, np.ndarray]:
+def correlation_determinants(corr6: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     """Closed-form determinants of the correlation sub-matrices that the nine MIs need.
 
     Keys name the variables: 'xy' is det of (X, Y), 'xyX' of (X, Y, X'), 'xyXY' the full 4x4
     (via the Schur complement of the (X, Y) block).
     """
     a, b, c, d, e, f = corr6
+    a2, b2, c2, d2, e2, f2 = a * a, b * b, c * c, d * d, e * e, f * f
     det = {
-        "xy": 1.0 - a * a, "xX": 1.0 - b * b, "xY": 1.0 - c * c,
-        "yX": 1.0 - d * d, "yY": 1.0 - e * e, "XY": 1.0 - f * f,
+        "xy": 1.0 - a2, "xX": 1.0 - b2, "xY": 1.0 - c2,
+        "yX": 1.0 - d2, "yY": 1.0 - e2, "XY": 1.0 - f2,
     }  # fmt: skip
-    det["xyX"] = 1.0 - a * a - b * b - d * d + 2.0 * a * b * d
-    det["xyY"] = 1.0 - a * a - c * c - e * e + 2.0 * a * c * e
-    det["xXY"] = 1.0 - b * b - c * c - f * f + 2.0 * b * c * f
-    det["yXY"] = 1.0 - d * d - e * e - f * f + 2.0 * d * e * f
+    det["xyX"] = det["xy"] - b2 - d2 + 2.0 * a * b * d
+    det["xyY"] = det["xy"] - c2 - e2 + 2.0 * a * c * e
+    det["xXY"] = det["XY"] - b2 - c2 + 2.0 * b * c * f
+    det["yXY"] = det["XY"] - d2 - e2 + 2.0 * d * e * f
     off = f * det["xy"] - (b * c + d * e) + a * (b * e + c * d)
     with np.errstate(divide="ignore", invalid="ignore"):
         det["xyXY"] = (det["xyX"] * det["xyY"] - off * off) / det["xy"]
@@ -92,19 +95,22 @@ def correlation_determinants(corr6: np.ndarray) -> dict[str, np.ndarray]:
 
 def singular_pairs(det: dict[str, np.ndarray]) -> np.ndarray:
     """True where any needed correlation determinant is <= SINGULAR_DET_THRESHOLD or not finite."""
-    smallest = np.minimum.reduce(list(det.values()))
+    values = iter(det.values())
+    smallest = next(values).copy()
+    for value in values:
+        np.minimum(smallest, value, out=smallest)  # propagates NaN, which fails the test below
     return ~(smallest > SINGULAR_DET_THRESHOLD)
 
 
-def mean_mis_from_determinants(det: dict[str, np.ndarray]) -> np.ndarray:
-    """Time-averaged Gaussian MIs [9, P] in nats (rows MI_NAMES): 1/2 log det ratios.
+def mean_mis_from_determinants(det: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Time-averaged Gaussian MIs {name: [P]} in nats: 1/2 log det ratios.
 
     The mean local entropy is k/2 log(2 pi) + 1/2 log det + k(N-1)/(2N); the k-terms cancel in
     every MI, leaving i(A;B) = 1/2 (log det A + log det B - log det AB).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         log = {key: np.log(value) for key, value in det.items()}
-    mi = {
+    return {
         "I_xta": -0.5 * log["xX"],
         "I_xtb": -0.5 * log["xY"],
         "I_yta": -0.5 * log["yX"],
@@ -115,12 +121,11 @@ def mean_mis_from_determinants(det: dict[str, np.ndarray]) -> np.ndarray:
         "I_ytab": 0.5 * (log["XY"] - log["yXY"]),
         "I_xytab": 0.5 * (log["xy"] + log["XY"] - log["xyXY"]),
     }
-    return np.stack([mi[name] for name in MI_NAMES])
 
 
-def correlation_matrices(corr6: np.ndarray, singular: np.ndarray) -> np.ndarray:
+def correlation_matrices(corr6: Sequence[np.ndarray], singular: np.ndarray) -> np.ndarray:
     """Full 4x4 correlation matrices [P, 4, 4] of (X, Y, X', Y'); singular pairs get the identity."""
-    a, b, c, d, e, f = np.where(singular, 0.0, corr6)
+    a, b, c, d, e, f = (np.where(singular, 0.0, r) for r in corr6)
     one = np.ones_like(a)
     return np.stack(
         [
@@ -144,15 +149,24 @@ def local_mis(
 
     Local entropy up to a constant that cancels in MIs: 1/2 log det S + 1/2 z_S' S^-1 z_S,
     with z the standardised sample (sample mean removed) and S its correlation sub-matrix.
+    The quadratic forms are sums of inverse entries times shared products z_a z_b.
     """
-    values = np.stack([past_z[i_idx], past_z[j_idx], future_z[i_idx], future_z[j_idx]], axis=1)
+    z = (past_z[i_idx], past_z[j_idx], future_z[i_idx], future_z[j_idx])
+    products = {(a, b): z[a] * z[b] for a in range(4) for b in range(a, 4)}
     half_h = {}
     for subset in ENTROPY_SUBSETS:
+        if len(subset) == 1:
+            half_h[subset] = 0.5 * products[(subset[0], subset[0])]
+            continue
         idx = list(subset)
         sub_corr = corr4[:, idx][:, :, idx]
-        sub_values = values[:, idx, :]
+        inverse = np.linalg.inv(sub_corr)
         _, logdet = np.linalg.slogdet(sub_corr)
-        quad = np.einsum("pkt,pkt->pt", sub_values, np.linalg.solve(sub_corr, sub_values))
+        quad = np.zeros_like(z[0])
+        for u, a in enumerate(subset):
+            quad += inverse[:, u, u, None] * products[(a, a)]
+            for w in range(u + 1, len(subset)):
+                quad += 2.0 * inverse[:, u, w, None] * products[(a, subset[w])]
         half_h[subset] = 0.5 * (logdet[:, None] + quad)
     return {
         name: half_h[a] + half_h[b] - half_h[tuple(sorted(a + b))]
