@@ -76,6 +76,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--other-heads", type=int, default=256,
                         help="heads for the CCS / discrete throughput rows")  # fmt: skip
+    parser.add_argument("--prompts", type=int, default=0,
+                        help="also time a [prompts, heads, steps] run with lengths and categories")  # fmt: skip
     args = parser.parse_args()
 
     series = synthetic_norms(args.heads, args.steps, seed=0)
@@ -112,6 +114,19 @@ def main() -> None:
         per_pair = seconds / n_pairs(args.other_heads)
         other_rows.append((estimator, redundancy, seconds, per_pair))
 
+    prompt_row = None
+    if args.prompts > 0:
+        stacked = np.stack(
+            [synthetic_norms(args.heads, args.steps, s) for s in range(args.prompts)]
+        )
+        lengths = np.random.default_rng(3).integers(
+            args.steps * 3 // 5, args.steps + 1, args.prompts
+        )
+        categories = [f"category{p % 6}" for p in range(args.prompts)]
+        start = time.perf_counter()
+        pairwise_phiid(stacked.astype(np.float32), lengths=lengths, categories=categories)
+        prompt_row = time.perf_counter() - start
+
     print(f"## PhiID benchmark: {args.heads} heads, {args.steps} steps, {total:,} pairs, tau=1\n")
     print(f"CPU cores available: {cores}; numpy {np.__version__}\n")
     print("| measure | value | target | met |")
@@ -136,6 +151,11 @@ def main() -> None:
           f"{'yes' if max_diff <= 1e-9 else 'NO'} |")  # fmt: skip
     print(f"| peak traced heap, one all-pairs run (tracemalloc) | {peak_mib:,.0f} MiB | | |")
     print(f"| peak RSS of the process (getrusage) | {max_rss_mib:,.0f} MiB | | |")
+    if prompt_row is not None:
+        print(
+            f"| fast gaussian-MMI, {args.prompts} prompts (lengths {args.steps * 3 // 5}-"
+            f"{args.steps}, 6 categories) | {prompt_row:.1f} s | | |"
+        )
     for estimator, redundancy, seconds, per_pair in other_rows:
         print(
             f"| {estimator}-{redundancy}, {args.other_heads} heads ({n_pairs(args.other_heads):,} "
