@@ -6,16 +6,10 @@ into resumable shards of pairs.
 """
 
 from scalelens.phiid.atoms import ATOM_NAMES, KNOWN_NAMES, MI_NAMES
-from scalelens.phiid.engine import (
-    HEAD_REASONS,
-    PAIR_REASONS,
-    DegeneracyReport,
-    PhiIDResult,
-    PhiIDSettings,
-    input_fingerprint,
-    pairwise_phiid,
-)
+from scalelens.phiid.engine import input_fingerprint, pairwise_phiid
 from scalelens.phiid.pairs import n_pairs, pair_index, parse_shard, shard_pair_range, shard_pairs
+from scalelens.phiid.result import DegeneracyReport, PhiIDResult
+from scalelens.phiid.settings import HEAD_REASONS, PAIR_REASONS, PhiIDSettings
 from scalelens.phiid.shards import (
     CheckpointMismatchError,
     ShardMergeError,

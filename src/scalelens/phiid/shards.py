@@ -19,20 +19,21 @@ from tqdm.auto import tqdm
 
 from scalelens.errors import ScalelensError
 from scalelens.phiid.engine import (
-    HEAD_REASONS,
-    DegeneracyReport,
-    PairChunk,
-    PhiIDResult,
-    PhiIDSettings,
-    assemble_result,
     category_codes,
     compute_pair_chunk,
-    count_reasons,
     input_fingerprint,
     prepare_prompt,
     prompt_series,
 )
 from scalelens.phiid.pairs import chunk_ranges, parse_shard, shard_pair_range
+from scalelens.phiid.result import (
+    DegeneracyReport,
+    PairChunk,
+    PhiIDResult,
+    assemble_result,
+    count_reasons,
+)
+from scalelens.phiid.settings import HEAD_REASONS, PhiIDSettings
 
 logger = logging.getLogger(__name__)
 
