@@ -66,7 +66,7 @@ def model_type_of(model: nn.Module) -> str:
     return model.config.model_type
 
 
-def _find_decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The ModuleList of decoder blocks, wherever the family nests it."""
     for path in ("model.layers", "model.language_model.layers", "language_model.model.layers",
                  "gpt_neox.layers", "transformer.h", "model.decoder.layers"):
@@ -94,6 +94,7 @@ class HeadGeometry:
     n_kv_heads: int
     head_dim: int
     attn_modules: list[nn.Module]
+    blocks: list[nn.Module]  # the decoder blocks, in order
 
     @property
     def n_heads_total(self) -> int:
@@ -145,6 +146,6 @@ def head_geometry(model: nn.Module) -> HeadGeometry:
     n_heads = cfg.num_attention_heads
     n_kv = getattr(cfg, "num_key_value_heads", None) or n_heads
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
-    layers = _find_decoder_layers(model)
+    layers = decoder_layers(model)
     attn = [getattr(block, layout.attn_attr) for block in layers]
-    return HeadGeometry(mtype, layout, len(layers), n_heads, n_kv, head_dim, attn)
+    return HeadGeometry(mtype, layout, len(layers), n_heads, n_kv, head_dim, attn, list(layers))

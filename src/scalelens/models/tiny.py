@@ -56,7 +56,8 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     tok.post_processor = TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
                                             special_tokens=[("<bos>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", padding_side="left")
+                                   eos_token="<eos>", padding_side="left",
+                                   model_input_names=["input_ids", "attention_mask"])
 
 
 def _byte_chars() -> list[str]:

@@ -1,0 +1,98 @@
+"""What every stage entry point shares: argument parsing, logging, one-line errors, clean outs.
+
+A stage's `main(ctx)` receives the parsed params and the model key; it declares its outputs with
+`ctx.out(path)`. If it fails with an error a user can act on (ScalelensError, a bad params.yaml, a
+missing file), the message is printed on one line, every declared output is removed so nothing
+half-written is left in results/, and the process exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from scalelens.errors import ScalelensError
+from scalelens.params import Params, load_params, params_sha256
+
+log = logging.getLogger("scalelens.stage")
+
+
+@dataclass
+class StageContext:
+    name: str
+    params: Params
+    params_path: Path
+    model: str | None
+    args: argparse.Namespace
+    outs: list[Path] = field(default_factory=list)
+
+    def out(self, path: str | Path) -> Path:
+        """Declare an output (removed if the stage fails); its folder is created."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self.outs.append(p)
+        return p
+
+    @property
+    def params_sha256(self) -> str:
+        return params_sha256(self.params_path)
+
+
+def _quiet_libraries() -> None:
+    """Third-party chatter (deprecations, tokenizer notices) would bury the stage's own log."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    for name in ("mlflow", "alembic", "urllib3", "filelock"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_stage(name: str, main: Callable[[StageContext], None], per_model: bool = True,
+              add_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=f"stages/{name}.py")
+    if per_model:
+        parser.add_argument("--model", required=True, help="a model key listed in params.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    if add_args:
+        add_args(parser)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    ctx = None
+    try:
+        _quiet_libraries()
+        params = load_params(args.params)
+        model = getattr(args, "model", None)
+        if model is not None and model not in params.models:
+            raise ScalelensError(
+                f"--model {model!r} is not in params.yaml models ({', '.join(params.models)})")
+        ctx = StageContext(name, params, Path(args.params), model, args)
+        main(ctx)
+    except (ScalelensError, FileNotFoundError) as e:
+        _remove_outs(ctx)
+        print(f"{name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _remove_outs(ctx)
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BaseException:
+        _remove_outs(ctx)
+        raise
+
+
+def _remove_outs(ctx: StageContext | None) -> None:
+    if ctx is None:
+        return
+    for p in ctx.outs:
+        if p.is_file():
+            p.unlink()
