@@ -44,6 +44,56 @@ class ExtractParams:
 
 
 @dataclass(frozen=True)
+class PhiidParams:
+    estimator: str = "gaussian"  # gaussian | discrete
+    redundancy: str = "MMI"  # MMI | CCS
+    tau: int = 1
+    shards: int = 1  # split the pairs into this many shards (SLURM: one job each)
+    chunk_pairs: int = 0  # pairs per chunk; 0 = automatic
+    return_atoms: bool = False
+
+
+@dataclass(frozen=True)
+class SIReference:
+    si: float
+    size_b: float
+    arch: str = ""
+
+
+@dataclass(frozen=True)
+class SIParams:
+    prompt_set: str = "standard10_v3"
+    max_length: int = 128
+    seeds: list[int] = field(default_factory=lambda: [42, 123, 456])
+    n_boot: int = 1000
+    boot_seed: int = 0
+    dtype_order: list[str] = field(default_factory=lambda: ["bf16", "fp16", "fp32"])
+    sanity_threshold: float = 0.05
+    target: float = 0.33
+    tolerance: float = 0.05
+    min_models: int = 4
+    references: dict[str, SIReference] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GainParams:
+    prompt_set: str = "residual_gain_25"
+    n_boot: int = 1000
+    n_perm: int = 10000
+    boot_seed: int = 0
+    rho_threshold: float = 0.2
+
+
+@dataclass(frozen=True)
+class UniformityParams:
+    dataset: str = "data/statements/default_pairs.json"
+    layer_step: int = 4
+    n_boot: int = 1000
+    boot_seed: int = 0
+    peak_std_threshold_pct: float = 10.0
+
+
+@dataclass(frozen=True)
 class Params:
     models: list[str]
     seed: int = 0
@@ -51,6 +101,10 @@ class Params:
     dtype: DtypeByDevice = field(default_factory=DtypeByDevice)
     prompts: dict[str, PromptLock] = field(default_factory=dict)
     extract: ExtractParams = field(default_factory=ExtractParams)
+    phiid: PhiidParams = field(default_factory=PhiidParams)
+    si: SIParams = field(default_factory=SIParams)
+    gain: GainParams = field(default_factory=GainParams)
+    uniformity: UniformityParams = field(default_factory=UniformityParams)
 
     def prompt_lock(self, key: str) -> PromptLock:
         try:
