@@ -7,7 +7,6 @@
   are NaN, so padding never enters a series.
 - `attention_patterns`, `forward_states`: eager attention per head; hidden states per layer with the
   raw block outputs taken before the final norm, and per-sequence NLL from the same pass.
-- `ablate_heads`: a context manager that zeroes heads' outputs and leaves the model exactly as it was.
 """
 
 from __future__ import annotations
@@ -269,35 +268,3 @@ def forward_states(lm: LoadedModel, text: str, max_length: int | None = None) ->
     hidden = torch.stack([h[0].float().cpu() for h in out.hidden_states]).numpy()
     return ForwardStates(enc["input_ids"][0].cpu().numpy(), hidden,
                          torch.stack(grabbed).numpy(), float(out.loss))
-
-
-@contextlib.contextmanager
-def ablate_heads(lm: LoadedModel, flat_heads):
-    """Zero the outputs of the given heads (flat indices) inside the block; hooks removed after.
-
-    The weights are never touched, so the model afterwards is bit-identical to before.
-    """
-    g = lm.geometry
-    by_layer: dict[int, list[int]] = {}
-    for flat in flat_heads:
-        layer, head = g.split_flat(int(flat))
-        by_layer.setdefault(layer, []).append(head)
-    handles = []
-
-    def make(heads):
-        cols = torch.cat([torch.arange(g.head_slice(h).start, g.head_slice(h).stop)
-                          for h in heads])
-
-        def pre_hook(module, args):
-            x = args[0].clone()
-            x[..., cols.to(x.device)] = 0
-            return (x, *args[1:])
-        return pre_hook
-
-    try:
-        for layer, heads in by_layer.items():
-            handles.append(g.o_module(layer).register_forward_pre_hook(make(sorted(heads))))
-        yield
-    finally:
-        for h in handles:
-            h.remove()

@@ -13,9 +13,9 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from scalelens.errors import ScalelensError
 from scalelens.params import Params, load_params, params_sha256

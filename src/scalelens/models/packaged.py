@@ -39,7 +39,7 @@ def package_dir(import_name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         dist = import_name.replace("_", "-")
         raise PackagedModelError(f"model package {dist!r} is not installed; {INSTALL_HINT}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def part_paths(gguf: PackagedGGUF) -> list[Path]:

@@ -13,30 +13,30 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFa
 TINY_VOCAB = 300  # 256 bytes + specials, padded
 _BYTE_SPECIALS = ["<pad>", "<bos>", "<eos>"]
 
-_COMMON = dict(vocab_size=TINY_VOCAB, max_position_embeddings=256, pad_token_id=0,
-               bos_token_id=1, eos_token_id=2)
+_COMMON = {"vocab_size": TINY_VOCAB, "max_position_embeddings": 256, "pad_token_id": 0,
+               "bos_token_id": 1, "eos_token_id": 2}
 
 TINY_CONFIGS: dict[str, dict] = {
-    "llama": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=8),
-    "qwen2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2),
-    "qwen3": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2, head_dim=8),
-    "gemma2": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                   sliding_window=16),
-    "gemma3_text": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                        num_attention_heads=4, num_key_value_heads=1, head_dim=8,
-                        sliding_window=16),
-    "phi": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, partial_rotary_factor=0.5),
-    "phi3": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2),
-    "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=4, rotary_pct=0.25),
-    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_positions=256, vocab_size=TINY_VOCAB,
-                 bos_token_id=1, eos_token_id=2),
+    "llama": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                  "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8},
+    "qwen2": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                  "num_attention_heads": 4, "num_key_value_heads": 2},
+    "qwen3": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                  "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8},
+    "gemma2": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+                   "sliding_window": 16},
+    "gemma3_text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3,
+                        "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 8,
+                        "sliding_window": 16},
+    "phi": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "partial_rotary_factor": 0.5},
+    "phi3": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2},
+    "gpt_neox": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "rotary_pct": 0.25},
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 256, "vocab_size": TINY_VOCAB,
+                 "bos_token_id": 1, "eos_token_id": 2},
 }
 
 
