@@ -141,3 +141,12 @@ def test_checkpoints_and_results_load_without_pickle(tmp_path):
     assert loaded.degeneracy.head_reasons == merged.degeneracy.head_reasons
     assert loaded.degeneracy.pair_reasons == merged.degeneracy.pair_reasons
     assert loaded.degeneracy.n_degenerate_pairs == merged.degeneracy.n_degenerate_pairs == 6
+
+
+def test_saved_result_bytes_are_identical_across_saves(tmp_path):
+    """DVC hashes the result file: the same result must always give the same bytes."""
+    result = pairwise_phiid(_series(), lengths=LENGTHS, categories=CATEGORIES)
+    first = save_result(result, tmp_path / "a.npz").read_bytes()
+    second = save_result(result, tmp_path / "b").read_bytes()
+    assert (tmp_path / "b.npz").is_file()
+    assert first == second

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scalelens.errors import ScalelensError
+from scalelens.io import save_npz
 from scalelens.phiid.engine import (
     category_codes,
     compute_pair_chunk,
@@ -283,7 +284,7 @@ def _check_shards_complete(
 
 
 def save_result(result: PhiIDResult, path: str | Path) -> Path:
-    """Write a PhiIDResult to one npz (allow_pickle=False compatible); returns the path."""
+    """Write a PhiIDResult to one npz (no pickle, deterministic bytes); returns the path (.npz)."""
     report = result.degeneracy
     arrays = {
         "estimator": np.array(result.settings.estimator),
@@ -307,8 +308,9 @@ def save_result(result: PhiIDResult, path: str | Path) -> Path:
     optional = ("atoms", "sts_by_category", "rtr_by_category", "n_prompts_defined_by_category")
     arrays.update({k: getattr(result, k) for k in optional if getattr(result, k) is not None})
     path = Path(path)
-    np.savez(path, **arrays)
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    return save_npz(path, **arrays)  # fixed timestamps, atomic: reruns give identical bytes
 
 
 def load_result(path: str | Path) -> PhiIDResult:
