@@ -47,3 +47,13 @@ def test_heatmaps_reject_wrong_shape(tmp_path):
 def test_profiles_need_a_model(tmp_path):
     with pytest.raises(ValueError, match="at least one"):
         plot_layer_profiles({}, tmp_path / "empty.png")
+
+
+def test_syn_red_colour_limit_spans_the_largest_score():
+    from scalelens.plots.phiid import _symmetric_limit
+
+    assert _symmetric_limit(np.array([[0.12, -0.31], [np.nan, 0.0]])) == pytest.approx(0.35)
+    assert _symmetric_limit(np.array([[0.35, -0.2]])) == pytest.approx(0.35)
+    assert _symmetric_limit(np.array([[0.001]])) == pytest.approx(0.05)
+    assert _symmetric_limit(np.array([[1.0, -1.0]])) == 1.0
+    assert _symmetric_limit(np.full((2, 2), np.nan)) == 1.0

@@ -99,16 +99,30 @@ def plot_pairwise_heatmaps(
     return _save(fig, path, dpi=200 if n_heads > 600 else 150)
 
 
+def _symmetric_limit(grid: np.ndarray, step: float = 0.05) -> float:
+    """Colour limit +-L around 0: the largest |score| rounded up to `step`, at most 1.
+
+    Real scores rarely reach +-1; a fixed +-1 range would wash the grid out to near-white.
+    """
+    finite = np.abs(grid[np.isfinite(grid)])
+    largest = float(finite.max()) if finite.size else 1.0
+    return float(min(1.0, max(step, np.ceil(largest / step - 1e-9) * step)))
+
+
 def plot_syn_red_grid(ranking: HeadRanking, path: str | Path, *, title: str | None = None) -> Path:
-    """Figure 2b: layers x heads grid of normalised syn-red scores (red synergistic, blue redundant)."""
+    """Figure 2b: layers x heads grid of normalised syn-red scores (red = synergistic).
+
+    Blue = redundant; the colour scale is symmetric around 0 and spans the largest |score|.
+    """
     grid = ranking.score_grid(normalised=True)
     n_layers, n_heads = grid.shape
     width = float(np.clip(2.5 + 0.28 * n_heads, 5.0, 13.0))
     height = float(np.clip(1.5 + 0.22 * n_layers, 4.0, 11.0))
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     cmap = plt.get_cmap("RdBu_r").with_extremes(bad="#d9d9d9")
+    limit = _symmetric_limit(grid)
     image = ax.imshow(
-        np.ma.masked_invalid(grid), cmap=cmap, norm=TwoSlopeNorm(0.0, -1.0, 1.0),
+        np.ma.masked_invalid(grid), cmap=cmap, norm=TwoSlopeNorm(0.0, -limit, limit),
         aspect="auto", origin="lower", interpolation="nearest",
     )  # fmt: skip
     head_step = max(1, int(np.ceil(n_heads / 16)))
