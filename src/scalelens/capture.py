@@ -268,3 +268,62 @@ def forward_states(lm: LoadedModel, text: str, max_length: int | None = None) ->
     hidden = torch.stack([h[0].float().cpu() for h in out.hidden_states]).numpy()
     return ForwardStates(enc["input_ids"][0].cpu().numpy(), hidden,
                          torch.stack(grabbed).numpy(), float(out.loss))
+
+
+def forward_states_batch(lm: LoadedModel, texts, max_length: int | None = None,
+                         with_block_outputs: bool = True) -> list[ForwardStates]:
+    """`forward_states` for several sequences in one right-padded pass; one result per text.
+
+    Each text is tokenised alone (as `forward_states` does) and padded on the right, so every
+    real token keeps its position and, under causal attention, never sees a pad token; states
+    are cut back to each text's own length and the NLL is computed over its real tokens only.
+    Equal to one `forward_states` call per text up to float rounding. Without
+    `with_block_outputs`, no hooks run and `block_outputs` has zero blocks.
+    """
+    texts = list(texts)
+    if not texts:
+        return []
+    tok = lm.tokenizer
+    ids = [tok(t, truncation=max_length is not None, max_length=max_length)["input_ids"]
+           for t in texts]
+    lengths = [len(x) for x in ids]
+    if min(lengths) < 2:
+        short = texts[lengths.index(min(lengths))]
+        raise CaptureError(f"{short!r} has {min(lengths)} token(s); the NLL of a sequence needs "
+                           f"at least 2")
+    width = max(lengths)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for i, x in enumerate(ids):
+        input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+        mask[i, :len(x)] = 1
+    input_ids, mask = input_ids.to(lm.device), mask.to(lm.device)
+    blocks = lm.geometry.blocks if with_block_outputs else []
+    grabbed: list[torch.Tensor | None] = [None] * len(blocks)
+
+    def grab(i):
+        def hook(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            grabbed[i] = out.float().cpu()
+        return hook
+
+    handles = [b.register_forward_hook(grab(i)) for i, b in enumerate(blocks)]
+    try:
+        with torch.inference_mode():
+            out = lm.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True,
+                           use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    hidden = torch.stack([h.float().cpu() for h in out.hidden_states], dim=1)  # [b, L+1, T, d]
+    block_out = torch.stack(grabbed, dim=1) if blocks else None
+    results = []
+    for i, n in enumerate(lengths):
+        b = (block_out[i, :, :n].numpy() if block_out is not None
+             else np.zeros((0, n, hidden.shape[-1]), dtype=np.float32))
+        z = out.logits[i, :n - 1].float()  # row by row: a [batch, seq, vocab] copy is large
+        nll = torch.logsumexp(z, dim=-1) - z.gather(-1, input_ids[i, 1:n, None])[:, 0]
+        results.append(ForwardStates(input_ids[i, :n].cpu().numpy(), hidden[i, :, :n].numpy(), b,
+                                     float(nll.mean())))
+    return results
