@@ -166,3 +166,15 @@ def test_gain_inputs_round_trip_through_json():
     assert seed_in.rho == 0.125 and seed_in.model == "m"
     np.testing.assert_allclose(seed_in.gain_per_prompt, res.g_seed_per_prompt)
     np.testing.assert_allclose(last_in.gain_per_prompt, res.g_last_per_prompt)
+
+
+def test_h25_rho_threshold_moves_the_high_rho_group():
+    ms = [model("a", 0.15, 0.9), model("b", 0.25, 1.1)]
+    seed_split = G.h25_verdict(ms, n_boot=50)  # only b is high-rho (>= 0.2) and it expands
+    assert seed_split.n_high_rho == 1 and seed_split.high_rho_dampen_rate == 0.0
+    assert seed_split.verdict == "INCONCLUSIVE" and seed_split.rho_threshold == 0.2
+    lower = G.h25_verdict(ms, n_boot=50, rho_threshold=0.1)  # a and b high-rho, a dampens
+    assert lower.n_high_rho == 2 and lower.high_rho_dampen_rate == 0.5
+    assert lower.rho_threshold == 0.1 and lower.verdict == "INCONCLUSIVE"  # 0.5 is not > 0.5
+    only_a = G.h25_verdict([ms[0]] + [model("c", 0.12, 0.95)], n_boot=50, rho_threshold=0.1)
+    assert only_a.high_rho_dampen_rate == 1.0 and only_a.verdict == G.VALIDATED

@@ -223,3 +223,14 @@ def test_model_peak_round_trips_through_json():
     back = U.model_peak_from_dict(json.loads(to_json_text(s)))
     assert back.summary == s.peak and back.n_layers == 4
     np.testing.assert_array_equal(back.peak_pct_replicates, s.peak_pct_replicates)
+
+
+def test_uniformity_study_round_trips_through_json():
+    ea, eb, na, nb, cat = make_study_inputs(4)
+    s = U.uniformity_asymmetry_study(ea, eb, na, nb, cat, [0, 2, 4], 4, model="m", n_boot=30,
+                                     category_names=["w", "x", "y", "z"], bos_rule_applied="rule")
+    back = U.uniformity_study_from_dict(json.loads(to_json_text(s)))
+    assert back.layers == s.layers and back.peak == s.peak and back.bos_rule == "rule"
+    assert back.category_names == ("w", "x", "y", "z") and back.r_replicates.shape == (0, 3)
+    for name in ("r", "p", "r_low", "r_high", "depth_pct", "category_ua", "peak_pct_replicates"):
+        np.testing.assert_allclose(getattr(back, name), getattr(s, name), equal_nan=True)

@@ -158,7 +158,7 @@ def plot_gain(report: H25Report, path: str | Path, title: str | None = None) -> 
             p_txt = "n/a (< 3 models)" if not math.isfinite(v.pearson_p) else f"{v.pearson_p:.3g}"
             ax3.plot(xs, fit.slope * xs + fit.intercept, "--", color=style["color"],
                      label=f"{key}: r = {r_txt}, p = {p_txt}")
-    for key, v in metrics[:1]:
+    for _key, v in metrics[:1]:
         rows, rho, g, _ = _gain_arrays(v)
         for e, x_, y_ in zip(rows, rho, g):
             ax1.annotate(e.model, (x_, y_), xytext=(5, 5), textcoords="offset points",
@@ -167,7 +167,8 @@ def plot_gain(report: H25Report, path: str | Path, title: str | None = None) -> 
         ax.axhline(1.0, color="black", ls="--", alpha=0.5)
         ax.grid(True, alpha=0.3)
         ax.set_ylabel("Residual stream gain G")
-    ax1.axvline(0.2, color="gray", ls=":", alpha=0.7, label="rho = 0.2")
+    threshold = report.g_seed.rho_threshold
+    ax1.axvline(threshold, color="gray", ls=":", alpha=0.7, label=f"rho = {threshold:g}")
     ax1.set_xlabel("rho = n_heads / d_head")
     ax1.set_title("rho vs G (95% bootstrap CI; G < 1 dampens)")
     ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14))

@@ -396,8 +396,12 @@ def h25_verdict(
     n_perm: int = 10000,
     seed: SeedLike = 0,
     level: float = 0.95,
+    rho_threshold: float = RHO_THRESHOLD,
 ) -> H25Verdict:
-    """The seed's H25 rule on per-model mean gains, with intervals, r, and a permutation p."""
+    """The seed's H25 rule on per-model mean gains, with intervals, r, and a permutation p.
+
+    rho_threshold splits high- from low-rho models (the seed's 0.2).
+    """
     clean = []
     for m in models:
         g = np.asarray(m.gain_per_prompt, dtype=np.float64).ravel()
@@ -415,7 +419,7 @@ def h25_verdict(
         low = high = n_valid = np.zeros(0)
     intervals = [PercentileInterval(float(gains[i]), float(low[i]), float(high[i]), level,
                                     n_boot, int(n_valid[i])) for i in range(n)]
-    high_mask = rho >= RHO_THRESHOLD
+    high_mask = rho >= rho_threshold
     damp = gains < 1.0
     entries = tuple(H25ModelEntry(
         model=m.model, rho=m.rho, group="high_rho" if high_mask[i] else "low_rho",
@@ -465,7 +469,7 @@ def h25_verdict(
                   f"{r:.3f} >= -0.3 (or undefined)")
     return H25Verdict(
         metric=metric, metric_definition=METRIC_DEFINITIONS.get(metric, metric), rule=H25_RULE,
-        rho_threshold=RHO_THRESHOLD, r_threshold=R_THRESHOLD, models=entries, n_models=n,
+        rho_threshold=rho_threshold, r_threshold=R_THRESHOLD, models=entries, n_models=n,
         pearson_r=r, pearson_p=p, pearson_r_interval=r_interval, permutation=perm,
         n_high_rho=n_high, n_high_rho_dampening=int((damp & high_mask).sum()),
         high_rho_dampen_rate=high_rate, n_low_rho=int(low_mask.sum()),
@@ -497,11 +501,12 @@ def h25_report(
     n_perm: int = 10000,
     seed: SeedLike = 0,
     level: float = 0.95,
+    rho_threshold: float = RHO_THRESHOLD,
 ) -> H25Report:
     """H25 on G_seed and on G_last from per-model gain results."""
     seed_inputs = [GainModelInput(r.model, r.rho, r.g_seed_per_prompt) for r in results]
     last_inputs = [GainModelInput(r.model, r.rho, r.g_last_per_prompt) for r in results]
     return H25Report(
-        g_seed=h25_verdict(seed_inputs, "G_seed", n_boot, n_perm, seed, level),
-        g_last=h25_verdict(last_inputs, "G_last", n_boot, n_perm, seed, level),
+        g_seed=h25_verdict(seed_inputs, "G_seed", n_boot, n_perm, seed, level, rho_threshold),
+        g_last=h25_verdict(last_inputs, "G_last", n_boot, n_perm, seed, level, rho_threshold),
     )

@@ -459,6 +459,34 @@ def model_peak_from_dict(doc: Mapping) -> ModelPeak:
     return ModelPeak(str(doc["model"]), int(doc["n_layers"]), PeakSummary(**peak), reps)
 
 
+def _float_array(values) -> np.ndarray:
+    """JSON list (null = NaN, possibly nested) as a float array."""
+    arr = np.array(values, dtype=object)
+    return np.where(arr == None, np.nan, arr).astype(np.float64)  # noqa: E711
+
+
+def uniformity_study_from_dict(doc: Mapping) -> UniformityStudy:
+    """Rebuild a per-model study from UniformityStudy.to_dict() (for the cross-model figure).
+
+    The r replicates are not in the json; r_replicates comes back with zero rows.
+    """
+    peak = model_peak_from_dict(doc)
+    layers = tuple(int(x) for x in doc["layers"])
+    return UniformityStudy(
+        model=str(doc["model"]), n_layers=int(doc["n_layers"]), layers=layers,
+        depth_pct=_float_array(doc["depth_pct"]), r=_float_array(doc["r"]),
+        p=_float_array(doc["p"]), r_low=_float_array(doc["r_low"]),
+        r_high=_float_array(doc["r_high"]), r_replicates=np.zeros((0, len(layers))),
+        category_names=tuple(doc["category_names"]),
+        category_ua=_float_array(doc["category_ua"]),
+        category_preference=_float_array(doc["category_preference"]), peak=peak.summary,
+        peak_pct_replicates=peak.peak_pct_replicates,
+        peak_pct_low=math.nan if doc["peak_pct_low"] is None else float(doc["peak_pct_low"]),
+        peak_pct_high=math.nan if doc["peak_pct_high"] is None else float(doc["peak_pct_high"]),
+        bos_rule=str(doc["bos_rule"]), n_pairs=int(doc["n_pairs"]), n_boot=int(doc["n_boot"]),
+        level=float(doc["level"]))
+
+
 @dataclass(frozen=True)
 class PeakStabilityVerdict:
     """Peak-depth stability across models, with the replicate distribution of the std."""
