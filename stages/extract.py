@@ -23,8 +23,8 @@ def main(ctx: StageContext) -> None:
     p, x = ctx.params, ctx.params.extract
     lock = p.prompt_lock(x.prompt_set)
     prompts = load_prompt_set(lock.set, expected_md5=lock.md5)
-    npz_path = ctx.out(f"results/activations/{ctx.model}.npz")
-    json_path = ctx.out(f"results/activations/{ctx.model}.json")
+    npz_path = ctx.out(f"results/activations/{ctx.model_slug}.npz")
+    json_path = ctx.out(f"results/activations/{ctx.model_slug}.json")
 
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)

