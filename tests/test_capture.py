@@ -18,7 +18,7 @@ def _manual_norms(lm, prompt, n_steps):
     for step in range(n_steps):
         seen = {}
         hooks = [g.o_module(layer).register_forward_pre_hook(
-            lambda m, a, layer=layer: seen.__setitem__(layer, a[0][0, -1].clone()))
+            lambda m, a, layer=layer, seen=seen: seen.__setitem__(layer, a[0][0, -1].clone()))
             for layer in range(g.n_layers)]
         with torch.no_grad():
             logits = lm.model(ids, use_cache=False).logits[0, -1]

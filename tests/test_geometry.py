@@ -96,5 +96,5 @@ def test_unknown_architecture_is_a_clear_error():
 
     cfg = AutoConfig.for_model("bloom", vocab_size=50, hidden_size=16, n_layer=1, n_head=2)
     model = AutoModelForCausalLM.from_config(cfg)
-    with pytest.raises(UnsupportedArchitectureError, match="no head geometry for architecture 'bloom'"):
+    with pytest.raises(UnsupportedArchitectureError, match="no head geometry for .*'bloom'"):
         head_geometry(model)

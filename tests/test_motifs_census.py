@@ -17,8 +17,12 @@ from scalelens.motifs.census import (
 
 
 def census_of(n, edges):
+    """Census by label; asserts that the igraph and bitset methods agree."""
     e = np.array(edges, dtype=np.int64).reshape(-1, 2)
-    return census_as_dict(triad_census(n, e[:, 0], e[:, 1]))
+    by_igraph = census_as_dict(triad_census(n, e[:, 0], e[:, 1], method="igraph"))
+    by_bitset = census_as_dict(triad_census(n, e[:, 0], e[:, 1], method="bitset"))
+    assert by_igraph == by_bitset
+    return by_bitset
 
 
 def nonzero(census):
@@ -64,14 +68,15 @@ def test_each_networkx_triad_graph_maps_to_its_own_label():
         assert nonzero(census_of(3, edges)) == {label: 1}
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_random_graphs_match_networkx_by_name(seed):
+@pytest.mark.parametrize("method", ["igraph", "bitset"])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_random_graphs_match_networkx_by_name(seed, method):
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(5, 40))
+    n = int(rng.integers(5, 90))  # > 64 nodes exercises multi-word bitsets
     p = float(rng.uniform(0.02, 0.4))
     adj = (rng.random((n, n)) < p) & ~np.eye(n, dtype=bool)
     src, dst = np.nonzero(adj)
-    ours = census_as_dict(triad_census(n, src, dst))
+    ours = census_as_dict(triad_census(n, src, dst, method=method))
     g = nx.DiGraph()
     g.add_nodes_from(range(n))
     g.add_edges_from(zip(src.tolist(), dst.tolist()))
@@ -89,10 +94,25 @@ def test_disconnected_graph_counts_all_triples():
     assert all(c[lab] == 0 for lab in CONNECTED_LABELS)
 
 
+def test_auto_method_switches_to_igraph_above_the_bitset_limit(monkeypatch):
+    from scalelens.motifs import census
+
+    src, dst = np.array([0, 1, 2]), np.array([1, 2, 0])
+    calls = []
+    monkeypatch.setattr(census, "_igraph_census", lambda *a: calls.append(a) or np.zeros(16))
+    census.triad_census(4, src, dst)
+    assert calls == []
+    monkeypatch.setattr(census, "BITSET_MAX_NODES", 3)
+    census.triad_census(4, src, dst)
+    assert len(calls) == 1
+
+
 def test_tiny_and_invalid_inputs():
     assert triad_census(2, np.array([0]), np.array([1])).tolist() == [0] * 16
     with pytest.raises(ValueError, match="out of range"):
         triad_census(3, np.array([0]), np.array([3]))
+    with pytest.raises(ValueError, match="census method 'fast' is unknown"):
+        triad_census(3, np.array([0]), np.array([1]), method="fast")
     with pytest.raises(ValueError, match="unknown triad label"):
         label_index("030X")
 

@@ -41,20 +41,31 @@ def _accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def last_position_logits(lm: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits [batch, vocab] (float32) at the last position of a left-padded batch, one forward."""
-    kwargs = {"logits_to_keep": 1} if _accepts_logits_to_keep(lm.model) else {}
+def logits_tail(lm: LoadedModel, batch: dict[str, torch.Tensor], keep: int) -> torch.Tensor:
+    """Logits [batch, keep, vocab] (float32) at the last `keep` positions, one forward pass.
+
+    Only those positions go through the output head when the model accepts `logits_to_keep`
+    (a large saving for big vocabularies).
+    """
+    kwargs = {"logits_to_keep": keep} if _accepts_logits_to_keep(lm.model) else {}
     with torch.inference_mode():
         out = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                        position_ids=position_ids_from_mask(batch["attention_mask"]),
                        use_cache=False, **kwargs)
-    return out.logits[:, -1, :].float()
+    return out.logits[:, -keep:, :].float()
 
 
-def all_position_logits(lm: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Logits [batch, seq, vocab] (float32) at every position of a left-padded batch."""
-    with torch.inference_mode():
-        out = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       position_ids=position_ids_from_mask(batch["attention_mask"]),
-                       use_cache=False)
-    return out.logits.float()
+def last_position_logits(lm: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Logits [batch, vocab] (float32) at the last position of a left-padded batch."""
+    return logits_tail(lm, batch, 1)[:, -1, :]
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Token-id rows of different lengths as a left-padded batch with its attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+        mask[k, width - len(r):] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}

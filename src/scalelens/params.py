@@ -91,6 +91,7 @@ class UniformityParams:
     n_boot: int = 1000
     boot_seed: int = 0
     peak_std_threshold_pct: float = 10.0
+    batch_size: int = 16  # statements per padded forward pass (speed only)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ def _coerce(value, tp, path: str):
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):
-            raise ParamsError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+            got = type(value).__name__
+            raise ParamsError(f"{path}: expected {tp.__name__}, got {got} {value!r}")
         return value
     raise TypeError(f"params schema uses an unsupported type {_type_name(tp)} at {path}")
 

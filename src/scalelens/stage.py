@@ -41,7 +41,7 @@ class StageContext:
 
     @property
     def model_slug(self) -> str:
-        """The model key as a file-name part: a local path's folder name, 'org--name' for hub ids."""
+        """The model key as a file-name part: a local folder's name, 'org--name' for hub ids."""
         key = self.model or ""
         if os.sep in key and Path(key).is_dir():
             return Path(key).name

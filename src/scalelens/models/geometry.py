@@ -37,7 +37,8 @@ class ArchLayout:
     attn_attr: str  # attribute of a decoder layer holding the attention module
     q_attr: str  # attribute of the attention module producing queries
     o_attr: str  # attribute of the attention module projecting the heads' outputs
-    q_layout: str  # "separate" | "fused_qkv_blocks" (Phi-3) | "fused_per_head" (NeoX) | "conv1d_qkv"
+    # "separate" | "fused_qkv_blocks" (Phi-3) | "fused_per_head" (NeoX) | "conv1d_qkv"
+    q_layout: str
     o_is_conv1d: bool = False
 
 

@@ -3,8 +3,9 @@
 `key` may be
 - a registry key with a packaged GGUF (the embedded default ladder): de-quantised once, then cached
   as safetensors + tokenizer under <cache>/dequant/<gguf sha256>/, so later loads take seconds;
-- a registry key without one, or a hub id ("org/name"): from the Hugging Face hub, or offline from the
-  local hub cache (HF_HUB_OFFLINE=1), with a message naming the model when it is not cached;
+- a registry key without one, or a hub id ("org/name"): from the Hugging Face hub, or offline
+  from the local hub cache (HF_HUB_OFFLINE=1), with a message naming the model when it is
+  not cached;
 - a local directory holding a saved model;
 - "tiny:<arch>" or "tiny:<arch>:<seed>": a tiny random model for tests (no download).
 """

@@ -26,7 +26,7 @@ class ModelSpec:
     key: str
     hub_id: str
     family: str
-    architecture: str  # transformers model_type: gpt_neox, llama, qwen2, qwen3, gemma2, gemma3_text, ...
+    architecture: str  # transformers model_type: gpt_neox, llama, qwen2, gemma3_text, ...
     n_params: float
     n_layers: int
     n_heads: int

@@ -156,12 +156,18 @@ def analyze_graph(
     n_jobs: int = 1,
     executor: Executor | None = None,
     progress: bool = False,
+    census_method: str = "auto",
 ) -> GraphMotifResult:
-    """Census, n_random null censuses, Z, SP and enrichment of one graph (reproducible by seed)."""
+    """Census, n_random null censuses, Z, SP and enrichment of one graph (reproducible by seed).
+
+    null_model: "config" | "er" | "layer" (see scalelens.motifs.nulls); n_jobs > 1 (or an
+    executor) runs the null samples in processes with results identical to n_jobs=1;
+    census_method: "auto" | "bitset" | "igraph" (identical counts).
+    """
     if n_random < 2:
         raise ValueError(f"n_random must be >= 2 to estimate a null std, got {n_random}")
-    observed = triad_census(graph.n_nodes, graph.src, graph.dst)
-    spec = null_spec_for_graph(graph, null_model, swaps_per_edge)
+    observed = triad_census(graph.n_nodes, graph.src, graph.dst, census_method)
+    spec = null_spec_for_graph(graph, null_model, swaps_per_edge, census_method)
     nulls = null_censuses(spec, n_random, seed, n_jobs=n_jobs, executor=executor, progress=progress)
     zs = z_scores(observed, nulls)
     up, down = enrichment(zs.z, z_threshold)

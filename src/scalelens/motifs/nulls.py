@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from scalelens.motifs.census import TRIAD_LABELS, triad_census
+from scalelens.motifs.census import CENSUS_METHODS, TRIAD_LABELS, triad_census
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class NullSpec:
     edge_classes: np.ndarray | None = None  # int per edge; swaps stay within a class ("layer")
     swaps_per_edge: float = 10.0
     dense_max_nodes: int = DENSE_MAX_NODES
+    census_method: str = "auto"
 
     def __post_init__(self):
         if self.kind not in NULL_MODELS:
@@ -61,6 +62,10 @@ class NullSpec:
         if self.kind == "layer" and self.edge_classes is None:
             raise ValueError(
                 "the 'layer' null model needs edge_classes (one layer-pair id per edge)"
+            )
+        if self.census_method not in CENSUS_METHODS:
+            raise ValueError(
+                f"census method {self.census_method!r} is unknown; choose one of {CENSUS_METHODS}"
             )
         if not self.swaps_per_edge >= 0:
             raise ValueError(f"swaps_per_edge must be >= 0, got {self.swaps_per_edge}")
@@ -75,7 +80,9 @@ def layer_pair_classes(layers: np.ndarray, src: np.ndarray, dst: np.ndarray) -> 
     return ids.reshape(-1).astype(np.int64)
 
 
-def null_spec_for_graph(graph, kind: str = "config", swaps_per_edge: float = 10.0) -> NullSpec:
+def null_spec_for_graph(
+    graph, kind: str = "config", swaps_per_edge: float = 10.0, census_method: str = "auto"
+) -> NullSpec:
     """NullSpec for an AttributionGraph (layer classes are filled in for the 'layer' null)."""
     classes = layer_pair_classes(graph.layers, graph.src, graph.dst) if kind == "layer" else None
     return NullSpec(
@@ -85,6 +92,7 @@ def null_spec_for_graph(graph, kind: str = "config", swaps_per_edge: float = 10.
         dst=graph.dst,
         edge_classes=classes,
         swaps_per_edge=swaps_per_edge,
+        census_method=census_method,
     )
 
 
@@ -123,27 +131,21 @@ class _DenseEdgeTable:
 
 
 class _SortedEdgeTable:
-    """Edge membership by binary search in sorted edge codes (memory O(m), any n)."""
+    """Edge membership by sorting (memory O(m), any n); same answers as _DenseEdgeTable."""
 
     def __init__(self, codes: np.ndarray, n_nodes: int):
         self.sorted = np.sort(codes)
 
     def exists(self, codes: np.ndarray) -> np.ndarray:
-        return _occurrences(self.sorted, codes) > 0
+        return np.isin(codes, self.sorted)
 
     def proposal_counts(self, new: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        new_sorted = np.sort(new)
-        return _occurrences(new_sorted, new), _occurrences(new_sorted, query)
+        uniq, inverse, counts = np.unique(new, return_inverse=True, return_counts=True)
+        return counts[inverse.reshape(-1)], np.isin(query, uniq).astype(np.int64)
 
     def replace(self, old: np.ndarray, new: np.ndarray) -> None:
         keep = ~np.isin(self.sorted, old, assume_unique=True)
         self.sorted = np.sort(np.concatenate([self.sorted[keep], new]))
-
-
-def _occurrences(sorted_codes: np.ndarray, query: np.ndarray) -> np.ndarray:
-    return np.searchsorted(sorted_codes, query, "right") - np.searchsorted(
-        sorted_codes, query, "left"
-    )
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ def _census_chunk(spec: NullSpec, seeds: Sequence[np.random.SeedSequence]) -> np
     out = np.empty((len(seeds), len(TRIAD_LABELS)), dtype=np.int64)
     for row, seq in enumerate(seeds):
         src, dst = sample_null_edges(spec, np.random.default_rng(seq))
-        out[row] = triad_census(spec.n_nodes, src, dst)
+        out[row] = triad_census(spec.n_nodes, src, dst, spec.census_method)
     return out
 
 
