@@ -95,6 +95,39 @@ class UniformityParams:
 
 
 @dataclass(frozen=True)
+class AblationParams:
+    prompt_set: str = "cognitive_tasks"  # a key of `prompts` (the synergy study's set)
+    n_prompts: int = 16  # prompts taken round-robin over categories; 0 = all
+    step_size: int = 0  # heads removed between KL points; 0 = ceil(n_heads / n_points)
+    n_points: int = 10  # KL points per curve when step_size is 0
+    random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one random order each
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class GraphCoresParams:
+    top_pct: float = 0.10  # fraction of the strongest upper-triangle pairs kept as edges
+    louvain_seed: int = 0
+
+
+@dataclass(frozen=True)
+class PerturbParams:
+    fraction: float = 0.25  # share of heads in each core / random set
+    random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # random head sets
+    noise_seed: int = 0  # the same noise draw per head in every condition
+    benchmark: str = "arithmetic"  # arithmetic | math
+    n_problems: int = 32
+    n_shots: int = 3
+    max_new_tokens: int = 4  # enough for a sum; raise it for math
+    batch_size: int = 16
+    problem_seed: int = 0  # arithmetic: which problems
+    arithmetic_low: int = 1  # arithmetic operand range
+    arithmetic_high: int = 20
+    math_path: str = ""  # math: a .jsonl/.parquet file, or a cached Hugging Face dataset name
+    math_split: str = "test"  # split of a cached Hugging Face dataset
+
+
+@dataclass(frozen=True)
 class Params:
     models: list[str]
     seed: int = 0
@@ -106,6 +139,10 @@ class Params:
     si: SIParams = field(default_factory=SIParams)
     gain: GainParams = field(default_factory=GainParams)
     uniformity: UniformityParams = field(default_factory=UniformityParams)
+    sigma: float = 0.1  # weight-noise std / weight std (stage perturb); `dvc exp run -S sigma=..`
+    ablation: AblationParams = field(default_factory=AblationParams)
+    graph_cores: GraphCoresParams = field(default_factory=GraphCoresParams)
+    perturb: PerturbParams = field(default_factory=PerturbParams)
 
     def prompt_lock(self, key: str) -> PromptLock:
         try:
