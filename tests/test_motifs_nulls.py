@@ -17,6 +17,7 @@ from scalelens.motifs.nulls import (
     null_spec_for_graph,
     sample_null_edges,
     swap_edges,
+    swap_targets,
 )
 
 
@@ -32,6 +33,10 @@ def layered_dag(seed, n_layers=5, per_layer=8, p=0.35):
     adj = (rng.random((n, n)) < p) & (layers[:, None] < layers[None, :])
     src, dst = np.nonzero(adj)
     return graph_from_edges(n, src, dst, layers=layers)
+
+
+def generators(k):
+    return [np.random.default_rng(seed) for seed in range(k)]
 
 
 def assert_simple(n, src, dst, m):
@@ -59,6 +64,18 @@ def test_dense_and_sorted_tables_give_identical_chains():
     a = swap_edges(src, dst, n, 5 * m, np.random.default_rng(7), dense_max_nodes=10_000)
     b = swap_edges(src, dst, n, 5 * m, np.random.default_rng(7), dense_max_nodes=0)
     assert np.array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("layered", [False, True])
+def test_chains_in_a_batch_equal_chains_run_alone(layered):
+    g = layered_dag(4)
+    classes = layer_pair_classes(g.layers, g.src, g.dst) if layered else None
+    batch = swap_targets(g.src, g.dst, g.n_nodes, 4 * g.n_edges, generators(5), classes)
+    alone = [
+        swap_edges(g.src, g.dst, g.n_nodes, 4 * g.n_edges, r, classes)[1] for r in generators(5)
+    ]
+    assert np.array_equal(batch, np.stack(alone))
+    assert len({row.tobytes() for row in batch}) == 5
 
 
 def test_layer_null_preserves_layer_pair_counts_and_degrees():

@@ -14,6 +14,7 @@ import sys
 
 from scalelens.errors import ScalelensError
 from scalelens.motifs.analysis import analyze_graph
+from scalelens.motifs.census import CENSUS_METHODS
 from scalelens.motifs.loader import load_attribution_graph
 from scalelens.motifs.nulls import NULL_MODELS
 
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     census.add_argument(
         "--z-threshold", type=float, default=2.0, help="|Z| for enrichment (default 2)"
     )
+    census.add_argument(
+        "--census-method",
+        choices=CENSUS_METHODS,
+        default="auto",
+        help="triad census implementation (identical counts; default auto)",
+    )
     return parser
 
 
@@ -80,6 +87,7 @@ def run_census(args: argparse.Namespace) -> dict:
         swaps_per_edge=args.swaps_per_edge,
         z_threshold=args.z_threshold,
         n_jobs=args.n_jobs,
+        census_method=args.census_method,
     )
     report = {"graph": args.graph, **result.to_json_dict()}
     report.pop("model")

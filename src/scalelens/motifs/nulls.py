@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 NULL_MODELS: tuple[str, ...] = ("config", "er", "layer")
 #: Above this many nodes the swap engine checks edge membership by sorting instead of an n*n table.
 DENSE_MAX_NODES = 3000
+#: Chains rewired side by side share tables of (chains * n * n) entries, at most this many.
+DENSE_BATCH_ENTRIES = 1 << 20
+MAX_SWAP_BATCH = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +102,7 @@ def null_spec_for_graph(
 class _DenseEdgeTable:
     """Edge membership and per-round proposal checks in n*n tables (fast for small n)."""
 
-    def __init__(self, codes: np.ndarray, n_nodes: int):
-        size = n_nodes * n_nodes
+    def __init__(self, codes: np.ndarray, size: int):
         self.present = np.zeros(size, dtype=bool)
         self.present[codes] = True
         self.slot = np.zeros(size, dtype=np.int32)  # some index e with new[e] == code (this round)
@@ -133,7 +135,7 @@ class _DenseEdgeTable:
 class _SortedEdgeTable:
     """Edge membership by sorting (memory O(m), any n); same answers as _DenseEdgeTable."""
 
-    def __init__(self, codes: np.ndarray, n_nodes: int):
+    def __init__(self, codes: np.ndarray, size: int):
         self.sorted = np.sort(codes)
 
     def exists(self, codes: np.ndarray) -> np.ndarray:
@@ -173,14 +175,75 @@ class _Pairing:
     def n_pairs(self) -> int:
         return int(self.left.size)
 
-    def draw(self, rng: np.random.Generator, n_edges: int) -> tuple[np.ndarray, np.ndarray]:
-        """Slot indices (i, j) of a uniformly random perfect matching within each class."""
+    def draw(self, rng: np.random.Generator, n_edges: int) -> np.ndarray:
+        """Slot order whose consecutive (left, left + 1) positions form a random matching."""
         if self.class_order is None:
-            order = rng.permutation(n_edges)
-        else:
-            order = np.lexsort((rng.random(n_edges), self.sorted_classes))
-            order = self.class_order[order]
-        return order[self.left], order[self.left + 1]
+            return rng.permutation(n_edges)
+        return self.class_order[np.lexsort((rng.random(n_edges), self.sorted_classes))]
+
+
+def swap_batch_size(n_nodes: int, dense_max_nodes: int = DENSE_MAX_NODES) -> int:
+    """How many samples swap_targets rewires together (bounded table memory; 1 when sorting)."""
+    if n_nodes > dense_max_nodes:
+        return 1
+    return int(max(1, min(MAX_SWAP_BATCH, DENSE_BATCH_ENTRIES // max(n_nodes * n_nodes, 1))))
+
+
+def swap_targets(
+    src: np.ndarray,
+    dst: np.ndarray,
+    n_nodes: int,
+    n_swaps: int,
+    rngs: Sequence[np.random.Generator],
+    edge_classes: np.ndarray | None = None,
+    dense_max_nodes: int = DENSE_MAX_NODES,
+) -> np.ndarray:
+    """Targets (len(rngs), n_edges) after ~n_swaps attempted swaps, one chain per generator.
+
+    Swaps only exchange targets between two edges of the same class (all edges one class when
+    edge_classes is None), so sources and degrees never change. The chains run side by side
+    but independently: chain k draws only from rngs[k], so its result does not depend on the
+    batch it runs in. Input must be a simple digraph; every output row is one too.
+    """
+    n_edges, n_chains = np.size(src), len(rngs)
+    # int32 codes halve the memory traffic whenever every code fits
+    dt = np.int32 if n_chains * n_nodes * n_nodes < np.iinfo(np.int32).max else np.int64
+    src = np.asarray(src).astype(dt)
+    dst = np.tile(np.asarray(dst).astype(dt), (n_chains, 1))
+    pairing = _Pairing.build(n_edges, edge_classes)
+    if pairing.n_pairs == 0 or n_swaps <= 0 or n_chains == 0:
+        return dst.astype(np.int64)
+    dense = n_nodes <= dense_max_nodes
+    if not dense and n_chains > 1:
+        raise ValueError(
+            f"above {dense_max_nodes} nodes chains run one at a time; got {n_chains} generators"
+        )
+    # chain k's edge codes live in [k * n^2, (k + 1) * n^2): chains never see each other's edges
+    offset = (np.arange(n_chains, dtype=dt) * dt(n_nodes * n_nodes))[:, None]
+    codes = (src * n_nodes + dst + offset).ravel()
+    table = (_DenseEdgeTable if dense else _SortedEdgeTable)(codes, n_chains * n_nodes * n_nodes)
+    left, m = pairing.left, pairing.n_pairs
+    for _ in range(math.ceil(n_swaps / m)):
+        order = np.stack([pairing.draw(rng, n_edges) for rng in rngs])
+        i, j = order[:, left], order[:, left + 1]
+        a, c = src[i], src[j]
+        b, d = np.take_along_axis(dst, i, axis=1), np.take_along_axis(dst, j, axis=1)
+        new1, new2 = a * n_nodes + d + offset, c * n_nodes + b + offset
+        old1, old2 = a * n_nodes + b + offset, c * n_nodes + d + offset
+        new = np.concatenate([new1, new2], axis=1).ravel()
+        old = np.concatenate([old1, old2], axis=1).ravel()
+        taken = table.exists(new).reshape(n_chains, 2 * m)
+        new_count, old_hit = (x.reshape(n_chains, 2 * m) for x in table.proposal_counts(new, old))
+        ok = (a != d) & (c != b) & ~taken[:, :m] & ~taken[:, m:]
+        ok &= (new_count[:, :m] == 1) & (new_count[:, m:] == 1)
+        ok &= (old_hit[:, :m] == 0) & (old_hit[:, m:] == 0)
+        rows, cols = np.nonzero(ok)
+        if rows.size == 0:
+            continue
+        dst[rows, i[rows, cols]] = d[rows, cols]
+        dst[rows, j[rows, cols]] = b[rows, cols]
+        table.replace(np.concatenate([old1[ok], old2[ok]]), np.concatenate([new1[ok], new2[ok]]))
+    return dst.astype(np.int64)
 
 
 def swap_edges(
@@ -192,40 +255,9 @@ def swap_edges(
     edge_classes: np.ndarray | None = None,
     dense_max_nodes: int = DENSE_MAX_NODES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Attempt ~n_swaps degree-preserving directed swaps; returns new (src, dst), src unchanged.
-
-    Swaps only exchange targets between two edges of the same class (all edges one class when
-    edge_classes is None). Input must be a simple digraph; output is one too.
-    """
-    src = np.asarray(src, dtype=np.int64)
-    dst = np.array(dst, dtype=np.int64, copy=True)
-    n_edges = src.size
-    pairing = _Pairing.build(n_edges, edge_classes)
-    if pairing.n_pairs == 0 or n_swaps <= 0:
-        return src.copy(), dst
-    n_rounds = math.ceil(n_swaps / pairing.n_pairs)
-    table_cls = _DenseEdgeTable if n_nodes <= dense_max_nodes else _SortedEdgeTable
-    table = table_cls(src * n_nodes + dst, n_nodes)
-    for _ in range(n_rounds):
-        i, j = pairing.draw(rng, n_edges)
-        a, b, c, d = src[i], dst[i], src[j], dst[j]
-        new = np.concatenate([a * n_nodes + d, c * n_nodes + b])
-        old = np.concatenate([a * n_nodes + b, c * n_nodes + d])
-        m = i.size
-        ok = (a != d) & (c != b)
-        taken = table.exists(new)
-        new_count, old_count = table.proposal_counts(new, old)
-        ok &= ~taken[:m] & ~taken[m:]
-        ok &= (new_count[:m] == 1) & (new_count[m:] == 1)
-        ok &= (old_count[:m] == 0) & (old_count[m:] == 0)
-        if not ok.any():
-            continue
-        dst[i[ok]] = d[ok]
-        dst[j[ok]] = b[ok]
-        table.replace(
-            np.concatenate([old[:m][ok], old[m:][ok]]), np.concatenate([new[:m][ok], new[m:][ok]])
-        )
-    return src.copy(), dst
+    """One chain of swap_targets: new (src, dst) after ~n_swaps attempted swaps."""
+    targets = swap_targets(src, dst, n_nodes, n_swaps, [rng], edge_classes, dense_max_nodes)
+    return np.array(src, dtype=np.int64, copy=True), targets[0]
 
 
 def erdos_renyi_edges(
@@ -242,21 +274,33 @@ def erdos_renyi_edges(
     return src, dst
 
 
-def sample_null_edges(spec: NullSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One null graph (src, dst) drawn from spec with rng."""
+def sample_null_batch(
+    spec: NullSpec, rngs: Sequence[np.random.Generator]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One null graph (src, dst) per generator; graph k depends only on rngs[k]."""
     if spec.kind == "er":
-        return erdos_renyi_edges(spec.n_nodes, spec.src.size, rng)
+        return [erdos_renyi_edges(spec.n_nodes, spec.src.size, rng) for rng in rngs]
     n_swaps = int(round(spec.swaps_per_edge * spec.src.size))
     classes = spec.edge_classes if spec.kind == "layer" else None
-    return swap_edges(spec.src, spec.dst, spec.n_nodes, n_swaps, rng, classes, spec.dense_max_nodes)
+    targets = swap_targets(
+        spec.src, spec.dst, spec.n_nodes, n_swaps, rngs, classes, spec.dense_max_nodes
+    )
+    return [(spec.src, t) for t in targets]
+
+
+def sample_null_edges(spec: NullSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One null graph (src, dst) drawn from spec with rng."""
+    return sample_null_batch(spec, [rng])[0]
 
 
 def _census_chunk(spec: NullSpec, seeds: Sequence[np.random.SeedSequence]) -> np.ndarray:
     """Triad censuses of the null graphs for the given per-sample seeds, (len(seeds), 16)."""
     out = np.empty((len(seeds), len(TRIAD_LABELS)), dtype=np.int64)
-    for row, seq in enumerate(seeds):
-        src, dst = sample_null_edges(spec, np.random.default_rng(seq))
-        out[row] = triad_census(spec.n_nodes, src, dst, spec.census_method)
+    batch = swap_batch_size(spec.n_nodes, spec.dense_max_nodes)
+    for start in range(0, len(seeds), batch):
+        rngs = [np.random.default_rng(seq) for seq in seeds[start : start + batch]]
+        for row, (src, dst) in enumerate(sample_null_batch(spec, rngs), start=start):
+            out[row] = triad_census(spec.n_nodes, src, dst, spec.census_method)
     return out
 
 
@@ -285,7 +329,9 @@ def null_censuses(
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     seeds = sample_seeds(seed, n_random)
     if executor is None and n_jobs == 1:
-        rows = [_census_chunk(spec, [s]) for s in tqdm(seeds, disable=not progress, desc="nulls")]
+        step = swap_batch_size(spec.n_nodes, spec.dense_max_nodes)
+        chunks = [seeds[k : k + step] for k in range(0, n_random, step)]
+        rows = [_census_chunk(spec, c) for c in tqdm(chunks, disable=not progress, desc="nulls")]
         return np.concatenate(rows)
     n_chunks = min(n_random, 4 * max(n_jobs, getattr(executor, "_max_workers", 1)))
     chunks = [list(c) for c in np.array_split(np.array(seeds, dtype=object), n_chunks)]
