@@ -146,7 +146,7 @@ def plot_layer_profiles(
     """
     if not profiles:
         raise ValueError("plot_layer_profiles needs at least one model profile")
-    fig, ax = plt.subplots(figsize=(8.5, 5.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.5, 5.6 + 0.15 * len(profiles)), layout="constrained")
     ax.axvspan(1 / 3, 2 / 3, color="#f2f2f2", zorder=0, label="middle third of depth")
     ax.axhline(0.0, color="#888888", linewidth=0.8, zorder=1)
     for k, (model, profile) in enumerate(profiles.items()):
@@ -166,5 +166,7 @@ def plot_layer_profiles(
     ax.set_xlabel("Normalised depth (layer / (n_layers - 1))")
     ax.set_ylabel("Mean syn-red score (normalised)")
     ax.set_title(title or "Syn-red profile across depth")
-    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    # below the axes: profiles are jagged and fill the panel, so no corner is free of data
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, frameon=False,
+              ncol=1 if len(profiles) <= 4 else 2)
     return _save(fig, path)
