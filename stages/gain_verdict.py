@@ -31,6 +31,15 @@ def per_model_result(model: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def figure_title(report: gain.H25Report) -> str:
+    """Both verdicts with the reason the seed's rule gave each, and how many models dampen."""
+    lines = ["H25 residual gain (seed 004 rule)"]
+    for key, v in (("G_seed", report.g_seed), ("G_last", report.g_last)):
+        n_damp = sum(e.is_dampening for e in v.models)
+        lines.append(f"{key}: {v.verdict} - {v.reason}; {n_damp}/{v.n_models} models dampen")
+    return "\n".join(lines)
+
+
 def main(ctx: StageContext) -> None:
     p, g = ctx.params, ctx.params.gain
     json_path = ctx.out("results/verdicts/gain_verdict.json")
@@ -54,7 +63,7 @@ def main(ctx: StageContext) -> None:
         "inputs": {m: f"results/sweeps/gain/{m}.json" for m in p.models},
     }
     save_json(json_path, doc)
-    plot_gain(report, fig_path)
+    plot_gain(report, fig_path, title=figure_title(report))
 
     tags = {"params_sha256": ctx.params_sha256, "seed": p.seed, "boot_seed": g.boot_seed,
             "models": ",".join(p.models), "verdict.H25.G_seed": report.g_seed.verdict,

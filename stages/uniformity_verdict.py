@@ -31,6 +31,18 @@ def per_model_result(model: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def figure_title(v: U.PeakStabilityVerdict) -> str:
+    """The verdict, its reason, and what the bootstrap says about it."""
+    title = f"Uniformity asymmetry by depth: peak {v.verdict} ({v.reason})"
+    if v.n_boot_used:
+        share = v.bootstrap_verdict_fractions.get(U.STABLE, float("nan"))
+        change = "could" if v.intervals_could_change_verdict else "could not"
+        title += (f"\nbootstrap: std of peak depth {v.std_interval_low:.1f} - "
+                  f"{v.std_interval_high:.1f} %, STABLE in {share:.0%} of replicates; "
+                  f"the intervals {change} change the verdict")
+    return title
+
+
 def main(ctx: StageContext) -> None:
     p, u = ctx.params, ctx.params.uniformity
     json_path = ctx.out("results/verdicts/uniformity_verdict.json")
@@ -54,7 +66,7 @@ def main(ctx: StageContext) -> None:
         "inputs": {m: f"results/sweeps/uniformity/{m}.json" for m in p.models},
     }
     save_json(json_path, doc)
-    plot_uniformity(studies, fig_path, verdict)
+    plot_uniformity(studies, fig_path, verdict, title=figure_title(verdict))
 
     tags = {"params_sha256": ctx.params_sha256, "seed": p.seed, "boot_seed": u.boot_seed,
             "models": ",".join(p.models), "verdict.peak_stability": verdict.verdict,

@@ -98,21 +98,27 @@ def plot_si_ladder(verdict: B11Verdict, path: str | Path, title: str | None = No
         ax2.scatter(sizes, sis, s=120, marker="s", c=[MEASURED_COLOR if e.source == "measured"
                                                        else REFERENCE_COLOR for e in sized],
                     edgecolors="black", linewidths=1.5, zorder=5)
-        for e in sized:
-            ax2.annotate(e.name, (e.size_b, e.si), xytext=(6, 6), textcoords="offset points",
-                         fontsize=8)
+        # neighbours alternate above / below their marker so close sizes stay readable
+        for i, e in enumerate(sized):
+            ax2.annotate(e.name, (e.size_b, e.si), xytext=(8, 8 if i % 2 == 0 else -14),
+                         textcoords="offset points", fontsize=8)
+        log_x = sizes.min() > 0 and sizes.max() / sizes.min() > 20
         if len(sized) >= 3 and np.ptp(sizes) > 0:
-            slope, intercept = np.polyfit(sizes, sis, 1)
-            xs = np.linspace(sizes.min(), sizes.max(), 100)
+            slope, intercept = np.polyfit(sizes, sis, 1)  # the seed's trend: linear in size
+            xs = (np.geomspace if log_x else np.linspace)(sizes.min(), sizes.max(), 200)
             ax2.plot(xs, slope * xs + intercept, "r--", alpha=0.6,
-                     label=f"trend (slope = {slope:.4f} per B)")
-        ax2.set_xlim(0, sizes.max() * 1.15)
+                     label=f"linear trend (slope = {slope:.4f} per B)")
+        if log_x:  # sizes spanning orders of magnitude would pile up at 0 on a linear axis
+            ax2.set_xscale("log")
+            ax2.set_xlim(sizes.min() / 1.6, sizes.max() * 2.5)
+        else:
+            ax2.set_xlim(0, sizes.max() * 1.15)
     else:
         ax2.text(0.5, 0.5, "no model sizes given", ha="center", transform=ax2.transAxes)
     ax2.axhline(verdict.target, color="purple", ls="--", lw=2, alpha=0.7)
     ax2.axhspan(band_lo, band_hi, color="purple", alpha=0.1, label="target band")
     ax2.set_ylim(0, top)
-    ax2.set_xlabel("Model size (B parameters)")
+    ax2.set_xlabel("Model size (B parameters" + (", log scale)" if sized and log_x else ")"))
     ax2.set_ylabel("Specialization Index SI_seed")
     ax2.set_title("Size vs SI", fontweight="bold")
     ax2.legend(loc="best", fontsize=8)
@@ -206,7 +212,9 @@ def plot_uniformity(
         ax.set_ylabel("r(UA, output preference)")
         ax.set_ylim(-1.05, 1.05)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8)
+        # below the axes: inside, it would hide a curve or an interval band
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(studies), 3),
+                  fontsize=8)
     ax1.set_xlabel("hidden-state index (0 = embeddings)")
     ax1.set_title("By layer (absolute); bands: 95% bootstrap CI over pairs", fontweight="bold")
     ax2.set_xlabel("layer position (% of depth)")
