@@ -116,8 +116,8 @@ class PerturbParams:
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # random head sets
     noise_seed: int = 0  # the same noise draw per head in every condition
     benchmark: str = "arithmetic"  # arithmetic | math
-    n_problems: int = 32
-    n_shots: int = 3
+    n_problems: int = 24
+    n_shots: int = 2
     max_new_tokens: int = 4  # enough for a sum; raise it for math
     batch_size: int = 16
     problem_seed: int = 0  # arithmetic: which problems
@@ -125,6 +125,24 @@ class PerturbParams:
     arithmetic_high: int = 20
     math_path: str = ""  # math: a .jsonl/.parquet file, or a cached Hugging Face dataset name
     math_split: str = "test"  # split of a cached Hugging Face dataset
+
+
+@dataclass(frozen=True)
+class MotifParams:
+    graphs_dir: str = "data/graphs"
+    # graph sets under graphs_dir (one folder each) to census: model keys, plus the baseline
+    graph_sets: list[str] = field(
+        default_factory=lambda: ["gemma3-270m", "gemma3-1b", "gemma3-4b"])
+    baseline: str = ""  # a graph set compared beside the models, not a scale point; "" = none
+    null_model: str = "config"  # config | er | layer
+    n_random: int = 100
+    swaps_per_edge: float = 10.0
+    drop_error_nodes: bool = True
+    weight_threshold: float = 0.0
+    z_threshold: float = 2.0
+    min_effect_size: float = 1.0  # Cohen's d for a phase transition
+    alpha: float = 0.05
+    n_jobs: int = 2
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,7 @@ class Params:
     si: SIParams = field(default_factory=SIParams)
     gain: GainParams = field(default_factory=GainParams)
     uniformity: UniformityParams = field(default_factory=UniformityParams)
+    motifs: MotifParams = field(default_factory=MotifParams)
     sigma: float = 0.1  # weight-noise std / weight std (stage perturb); `dvc exp run -S sigma=..`
     ablation: AblationParams = field(default_factory=AblationParams)
     graph_cores: GraphCoresParams = field(default_factory=GraphCoresParams)

@@ -65,7 +65,13 @@ def _quiet_libraries() -> None:
 
 
 def run_stage(name: str, main: Callable[[StageContext], None], per_model: bool = True,
-              add_args: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+              add_args: Callable[[argparse.ArgumentParser], None] | None = None,
+              model_keys: Callable[[Params], list[str]] | None = None,
+              keys_name: str = "models") -> None:
+    """Parse arguments, load params, run main(ctx); one-line errors, outputs removed on failure.
+
+    model_keys: where --model must come from (default: params `models`), named keys_name.
+    """
     parser = argparse.ArgumentParser(prog=f"stages/{name}.py")
     if per_model:
         parser.add_argument("--model", required=True, help="a model key listed in params.yaml")
@@ -80,9 +86,10 @@ def run_stage(name: str, main: Callable[[StageContext], None], per_model: bool =
         _quiet_libraries()
         params = load_params(args.params)
         model = getattr(args, "model", None)
-        if model is not None and model not in params.models:
+        allowed = model_keys(params) if model_keys else params.models
+        if model is not None and model not in allowed:
             raise ScalelensError(
-                f"--model {model!r} is not in params.yaml models ({', '.join(params.models)})")
+                f"--model {model!r} is not in params.yaml {keys_name} ({', '.join(allowed)})")
         ctx = StageContext(name, params, Path(args.params), model, args)
         main(ctx)
     except (ScalelensError, FileNotFoundError) as e:

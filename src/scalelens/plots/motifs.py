@@ -371,3 +371,11 @@ def plot_all(analysis: ScaleAnalysis, out_dir: str | Path) -> dict[str, Path]:
             analysis.baseline, out_dir / "baseline_comparison.png"
         )
     return paths
+
+
+def placeholder_figure(path: str | Path, message: str) -> Path:
+    """A small figure that says why a figure is absent (DVC expects every declared plot)."""
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10)
+    return _save(fig, path)
