@@ -1,7 +1,7 @@
 """Stage `motif_census`: triad census, null models, Z and SP for every graph of one graph set.
 
-Outs (results/motifs/census/<set>/): census.csv (one row per graph), census.json (per-graph results),
-null_counts.npz (the null censuses, one [n_random, 16] array per graph).
+Outs (results/motifs/census/<set>/): census.csv (one row per graph), census.json (per-graph
+results), null_counts.npz (the null censuses, one [n_random, 16] array per graph).
 """
 
 from concurrent.futures import ProcessPoolExecutor
