@@ -117,7 +117,7 @@ class PerturbParams:
     noise_seed: int = 0  # the same noise draw per head in every condition
     benchmark: str = "arithmetic"  # arithmetic | math
     n_problems: int = 24
-    n_shots: int = 2
+    n_shots: int = 3
     max_new_tokens: int = 4  # enough for a sum; raise it for math
     batch_size: int = 16
     problem_seed: int = 0  # arithmetic: which problems
