@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -90,6 +91,19 @@ class AblationSummary:
     ratio_red_random: float
     fraction_points_above_band: float  # interior points where syn-first > band upper edge
     syn_first_above_random_band: bool  # the verdict: auc_syn_first > auc_band_upper
+
+
+def read_head_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(flat_index, syn_red_score) from a head-rankings csv (stage rank), one row per head."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    missing = {"flat_index", "syn_red_score"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(sorted(missing))} (is it a head-rankings "
+                         f"csv from stage rank?)")
+    return (frame["flat_index"].to_numpy(np.int64),
+            frame["syn_red_score"].to_numpy(np.float64))
 
 
 def syn_red_orders(flat_index: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
