@@ -172,9 +172,6 @@ def main(ctx: StageContext) -> None:
         run_one_shard(ctx, series, kwargs)
         return
 
-    npz_path = ctx.out(f"results/phiid/{ctx.model}_pairwise_phiid.npz")
-    metrics_path = ctx.out(f"results/phiid/{ctx.model}_phiid_metrics.json")
-    fig_path = ctx.out(f"results/phiid/{ctx.model}_fig2a_pairwise.png")
     directory = checkpoint_dir(ctx.model)
     t0 = time.perf_counter()
     if ctx.args.merge:
@@ -188,6 +185,10 @@ def main(ctx: StageContext) -> None:
         check_merged(result, input_fingerprint(series, kwargs["lengths"], kwargs["categories"]),
                      ph, directory)
 
+    # declared only now: a failed merge (e.g. a shard still running) keeps the previous outputs
+    npz_path = ctx.out(f"results/phiid/{ctx.model}_pairwise_phiid.npz")
+    metrics_path = ctx.out(f"results/phiid/{ctx.model}_phiid_metrics.json")
+    fig_path = ctx.out(f"results/phiid/{ctx.model}_fig2a_pairwise.png")
     save_result(result, npz_path)
     metrics = summary_metrics(result, facts, ph)
     save_json(metrics_path, metrics)

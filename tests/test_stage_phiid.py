@@ -50,11 +50,14 @@ def _write_params(workdir, **phiid):
     return path
 
 
-def _run(name, params_path, model=MODEL, shard=None, merge=False):
-    module = _stage(name)
+def _context(name, params_path, model=MODEL, shard=None, merge=False):
     args = argparse.Namespace(model=model, params=str(params_path), shard=shard, merge=merge)
-    ctx = StageContext(name, load_params(params_path), params_path, model, args)
-    module.main(ctx)
+    return StageContext(name, load_params(params_path), params_path, model, args)
+
+
+def _run(name, params_path, model=MODEL, shard=None, merge=False):
+    ctx = _context(name, params_path, model, shard, merge)
+    _stage(name).main(ctx)
     return ctx
 
 
@@ -151,8 +154,10 @@ def test_shards_and_merge_equal_the_unsharded_result(in_workdir):
     shard_dir = in_workdir / "results/phiid/shards" / MODEL
     try:
         _run("phiid", params, shard="0/2")
+        early = _context("phiid", params, merge=True)
         with pytest.raises(ScalelensError, match="shard 1/2 missing"):
-            _run("phiid", params, merge=True)
+            _stage("phiid").main(early)
+        assert early.outs == []  # a premature merge declares nothing, so old outputs are kept
         first = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("*.npz")}
         assert len(first) == 3  # 33 pairs in chunks of 16, 16, 1
         _run("phiid", params, shard="0/2")  # resumes: nothing recomputed
