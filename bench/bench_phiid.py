@@ -76,8 +76,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--other-heads", type=int, default=256,
                         help="heads for the CCS / discrete throughput rows")  # fmt: skip
-    parser.add_argument("--prompts", type=int, default=0,
-                        help="also time a [prompts, heads, steps] run with lengths and categories")  # fmt: skip
+    parser.add_argument(
+        "--prompts", type=int, default=0,
+        help="also time a [prompts, heads, steps] run with lengths and categories",
+    )  # fmt: skip
     args = parser.parse_args()
 
     series = synthetic_norms(args.heads, args.steps, seed=0)

@@ -158,7 +158,10 @@ def test_atoms_sum_to_joint_mutual_information():
     result = pairwise_phiid(series, return_atoms=True)
     x, y = series[0], series[1]
     corr = np.corrcoef(np.stack([x[:-1], y[:-1], x[1:], y[1:]]))
-    logdet = lambda idx: np.linalg.slogdet(corr[np.ix_(idx, idx)])[1]
+
+    def logdet(idx):
+        return np.linalg.slogdet(corr[np.ix_(idx, idx)])[1]
+
     i_xytab = 0.5 * (logdet([0, 1]) + logdet([2, 3]) - logdet([0, 1, 2, 3]))
     assert result.atoms[:, 0, 1].sum() == pytest.approx(i_xytab, abs=1e-12)
     assert result.atoms[:, 1, 0].sum() == pytest.approx(i_xytab, abs=1e-12)

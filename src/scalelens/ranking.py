@@ -148,7 +148,7 @@ def third_sizes(n_layers: int) -> tuple[int, int, int]:
 def layer_profile_from_scores(
     scores: np.ndarray, n_layers: int, n_heads_per_layer: int
 ) -> LayerProfile:
-    """Layer profile from per-head normalised scores [n_layers * n_heads_per_layer] (NaN ignored)."""
+    """Layer profile from per-head normalised scores [n_layers * n_heads_per_layer], NaN ignored."""
     if n_layers < 3:
         raise ValueError(f"a layer profile with thirds needs >= 3 layers, got {n_layers}")
     grid = np.asarray(scores, dtype=np.float64).reshape(n_layers, n_heads_per_layer)

@@ -1,4 +1,4 @@
-"""The PhiID lattice: atom and known-quantity names, the knowns -> atoms solve, redundancy functions.
+"""The PhiID lattice: atom and known-quantity names, the knowns -> atoms solve, redundancies.
 
 Pure bookkeeping shared by every estimator. The four variables of a pair are indexed
 X=0 (source past), Y=1 (target past), X'=2 (source future), Y'=3 (target future).
@@ -150,13 +150,16 @@ def _same_sign(*values: np.ndarray) -> np.ndarray:
 
 
 def ccs_redundancy_local(i_1: np.ndarray, i_2: np.ndarray, i_12: np.ndarray) -> np.ndarray:
-    """Local CCS redundancy: -c with c = i_12 - i_1 - i_2 where i_1, i_2, i_12, -c share a sign, else 0."""
+    """Local CCS redundancy -c (c = i_12 - i_1 - i_2) where i_1, i_2, i_12, -c share a sign, else 0.
+
+    Per sample; the inputs are local mutual informations of one shape.
+    """
     minus_c = i_1 + i_2 - i_12
     return np.where(_same_sign(i_1, i_2, i_12, minus_c), minus_c, 0.0)
 
 
 def ccs_mean_knowns(local_mis: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """CCS knowns (16 arrays [P], KNOWN_NAMES order), time-averaged, from local MIs {name: [P, N]}."""
+    """Time-averaged CCS knowns (16 arrays [P], KNOWN_NAMES order) from local MIs {name: [P, N]}."""
     mi = local_mis
     red = {
         name: ccs_redundancy_local(*(mi[t] for t in terms))

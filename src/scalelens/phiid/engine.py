@@ -83,7 +83,7 @@ def prepare_prompt(series: np.ndarray, settings: PhiIDSettings) -> PreparedPromp
 def _knowns_for_pairs(
     prepared: PreparedPrompt, settings: PhiIDSettings, i_idx: np.ndarray, j_idx: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Time-averaged knowns (16 arrays [P], KNOWN_NAMES order) of usable pairs, singular mask [P]."""
+    """Time-averaged knowns (16 arrays [P], KNOWN_NAMES order) of usable pairs; singular [P]."""
     if settings.estimator == "gaussian":
         corr6 = gaussian.pair_correlations(prepared.past, prepared.future, i_idx, j_idx)
         det = gaussian.correlation_determinants(corr6)

@@ -124,7 +124,7 @@ def mean_mis_from_determinants(det: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def correlation_matrices(corr6: Sequence[np.ndarray], singular: np.ndarray) -> np.ndarray:
-    """Full 4x4 correlation matrices [P, 4, 4] of (X, Y, X', Y'); singular pairs get the identity."""
+    """4x4 correlation matrices [P, 4, 4] of (X, Y, X', Y'); singular pairs get the identity."""
     a, b, c, d, e, f = (np.where(singular, 0.0, r) for r in corr6)
     one = np.ones_like(a)
     return np.stack(

@@ -78,7 +78,7 @@ def shard_pairs(n_heads: int, shard: str | tuple[int, int]) -> tuple[np.ndarray,
 
 
 def chunk_ranges(start: int, stop: int, chunk_pairs: int) -> list[tuple[int, int]]:
-    """Split [start, stop) into consecutive chunks of chunk_pairs pairs (the last may be shorter)."""
+    """Split [start, stop) into consecutive chunks of chunk_pairs pairs (the last may be short)."""
     if chunk_pairs < 1:
         raise ValueError(f"chunk_pairs must be >= 1, got {chunk_pairs}")
     return [(s, min(s + chunk_pairs, stop)) for s in range(start, stop, chunk_pairs)]

@@ -47,5 +47,5 @@ class PhiIDSettings:
 
     @property
     def default_chunk_pairs(self) -> int:
-        """Pairs per chunk bounding memory: large for the covariance path, small for local values."""
+        """Pairs per chunk bounding memory: large on the covariance path, small for local values."""
         return _DEFAULT_CHUNK_PAIRS[(self.estimator, self.redundancy)]
