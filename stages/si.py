@@ -57,8 +57,9 @@ def walk_dtype_variants(key: str, test_prompt: str, labels, device: str, max_len
     held: dict[str, LoadedModel] = {}
 
     def measure(label: str) -> np.ndarray:
-        held.clear()
-        gc.collect()
+        if held:  # free the variant that failed before loading the next one
+            held.clear()
+            gc.collect()
         lm = load_model(key, dtype=label, device=device, attn_implementation="eager")
         held[label] = lm
         return capture.attention_patterns(lm, test_prompt, max_length)
