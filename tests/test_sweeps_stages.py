@@ -280,3 +280,21 @@ def test_command_line_error_is_one_line_with_status_2(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "uniformity: error: pairs.json: 1 categories; Pearson r across categories needs at "
         "least 3: add categories"]
+
+
+def test_dtype_walk_loads_each_variant_and_keeps_the_first_that_passes(monkeypatch):
+    import torch
+
+    module = stage_module("si")
+    real = module.capture.attention_patterns
+
+    def broken_in_bf16(lm, text, max_length):
+        att = real(lm, text, max_length)
+        return att * np.nan if lm.dtype == torch.bfloat16 else att
+
+    monkeypatch.setattr(module.capture, "attention_patterns", broken_in_bf16)
+    selection, lm = module.walk_dtype_variants("tiny:qwen2", "a sanity test prompt", ["bf16",
+                                               "fp16", "fp32"], "cpu", 128, 0.05)
+    assert selection.chosen == "fp16" and lm.dtype == torch.float16
+    assert [(a.label, a.reason) for a in selection.attempts] == [("bf16", "nan_inf"),
+                                                                  ("fp16", "passed")]
