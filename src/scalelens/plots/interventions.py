@@ -15,6 +15,7 @@ from matplotlib.colors import Normalize
 
 from scalelens.ablation import AblationSummary
 from scalelens.graphs import CoreGraph, GraphCores
+from scalelens.plots._common import save_figure
 
 SYN_COLOR = "#c0392b"
 RED_COLOR = "#2471a3"
@@ -24,12 +25,7 @@ _MODEL_COLORS = plt.get_cmap("tab10").colors
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Save and close a figure, creating the parent directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def _band(random_curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

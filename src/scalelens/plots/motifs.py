@@ -29,6 +29,7 @@ from scalelens.motifs.scale import (  # noqa: E402
     ScaleAnalysis,
     format_params,
 )
+from scalelens.plots._common import save_figure  # noqa: E402
 
 SCALE_CMAP = "viridis"
 LINE_COLORS = plt.get_cmap("tab10").colors
@@ -37,11 +38,7 @@ PER_TASK_MOTIFS: tuple[str, ...] = (MOTIF_FFL, MOTIF_CHAIN, MOTIF_FAN_IN, MOTIF_
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)
 
 
 def _model_colors(n: int) -> list:

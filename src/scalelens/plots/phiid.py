@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
+from scalelens.plots._common import save_figure
 from scalelens.ranking import HeadRanking, LayerProfile
 
 _LINE_COLORS = plt.get_cmap("tab10").colors
@@ -19,12 +20,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _save(fig: plt.Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Save and close a figure, creating the parent directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi)
 
 
 def _layer_ticks(n_layers: int, n_heads_per_layer: int) -> tuple[np.ndarray, list[str]]:

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.patches import Patch
 from scipy import stats
 
+from scalelens.plots._common import save_figure
 from scalelens.sweeps.gain import H25Report, H25Verdict
 from scalelens.sweeps.si import B11Verdict
 from scalelens.sweeps.uniformity import PeakStabilityVerdict, UniformityStudy
@@ -30,11 +31,7 @@ LINE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=130)
 
 
 def _asym_err(points: Sequence[float], lows: Sequence, highs: Sequence) -> np.ndarray:
