@@ -55,8 +55,8 @@ def main():
         plain_generate(lm, texts[:2], 2)  # warm-up
         plain, capture = [], []
         for _ in range(args.repeats):
-            plain.append(timed(lambda: plain_generate(lm, texts, args.tokens)))
-            capture.append(timed(lambda: capture_head_norms(
+            plain.append(timed(lambda lm=lm: plain_generate(lm, texts, args.tokens)))
+            capture.append(timed(lambda lm=lm: capture_head_norms(
                 lm, texts, args.tokens, args.tokens, batch_size=args.batch, progress=False)))
         tp, tc = statistics.median(plain), statistics.median(capture)
         n_tok = len(texts) * args.tokens

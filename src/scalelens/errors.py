@@ -1,4 +1,4 @@
-"""Errors a user can act on. The stage runner prints their message on one line and exits non-zero."""
+"""Errors a user can act on: the stage runner prints the message on one line, exits non-zero."""
 
 
 class ScalelensError(Exception):
