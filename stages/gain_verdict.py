@@ -10,25 +10,17 @@ results/figures/sweeps/gain.png. MLflow tags: verdict.H25.G_seed, verdict.H25.G_
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
 from scalelens.plots.sweeps import plot_gain
-from scalelens.stage import StageContext, run_stage
+from scalelens.stage import StageContext, read_upstream_json, run_stage
 from scalelens.sweeps import gain
 from scalelens.tracking import stage_run
 
 
 def per_model_result(model: str) -> dict:
     """A model's json from stage gain; a clear error when it has not been run."""
-    path = Path(f"results/sweeps/gain/{model}.json")
-    if not path.is_file():
-        raise ScalelensError(f"{path} not found: run `dvc repro gain@{model}` (or "
-                             f"`python stages/gain.py --model {model}`) first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_upstream_json(f"results/sweeps/gain/{model}.json", "gain", model)
 
 
 def figure_title(report: gain.H25Report) -> str:

@@ -13,23 +13,17 @@ reference values together; fewer than 2 models in all gives INCONCLUSIVE with th
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.plots.sweeps import plot_si_ladder
-from scalelens.stage import StageContext, run_stage
+from scalelens.stage import StageContext, read_upstream_json, run_stage
 from scalelens.sweeps import si
 from scalelens.tracking import stage_run
 
 
 def per_model_result(model: str) -> dict:
     """A model's json from stage si; a clear error when it has not been run."""
-    path = Path(f"results/sweeps/si/{model}.json")
-    if not path.is_file():
-        raise ScalelensError(f"{path} not found: run `dvc repro si@{model}` (or "
-                             f"`python stages/si.py --model {model}`) first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_upstream_json(f"results/sweeps/si/{model}.json", "si", model)
 
 
 def main(ctx: StageContext) -> None:

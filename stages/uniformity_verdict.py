@@ -10,25 +10,18 @@ MLflow tag: verdict.peak_stability.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
 from scalelens.plots.sweeps import plot_uniformity
-from scalelens.stage import StageContext, run_stage
+from scalelens.stage import StageContext, read_upstream_json, run_stage
 from scalelens.sweeps import uniformity as U
 from scalelens.tracking import stage_run
 
 
 def per_model_result(model: str) -> dict:
     """A model's json from stage uniformity; a clear error when it has not been run."""
-    path = Path(f"results/sweeps/uniformity/{model}.json")
-    if not path.is_file():
-        raise ScalelensError(f"{path} not found: run `dvc repro uniformity@{model}` (or "
-                             f"`python stages/uniformity.py --model {model}`) first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_upstream_json(f"results/sweeps/uniformity/{model}.json", "uniformity", model)
 
 
 def figure_title(v: U.PeakStabilityVerdict) -> str:

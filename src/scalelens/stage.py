@@ -105,6 +105,17 @@ def run_stage(name: str, main: Callable[[StageContext], None], per_model: bool =
         raise
 
 
+def read_upstream_json(path: str | Path, stage: str, model: str) -> dict:
+    """A json another stage wrote for `model`; a one-line error naming how to produce it."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise ScalelensError(f"{path} not found: run `dvc repro {stage}@{model}` (or "
+                             f"`python stages/{stage}.py --model {model}`) first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _remove_outs(ctx: StageContext | None) -> None:
     if ctx is None:
         return
