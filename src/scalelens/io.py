@@ -7,6 +7,7 @@ An artifact appears under its final name only once it is complete.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -56,13 +57,18 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """Plain JSON types from dataclasses (or .to_dict()), numpy values, tuples; NaN/inf -> None."""
+    if hasattr(obj, "to_dict") and not isinstance(obj, type):
+        return jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating, float)):
@@ -78,7 +84,7 @@ def _jsonable(obj):
 def save_json(path: str | Path, obj) -> Path:
     """Pretty, key-sorted json; NaN and inf become null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False)
+        tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False)
                        + "\n", encoding="utf-8")
     return Path(path)
 

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from scalelens.io import jsonable
 from scalelens.sweeps.bootstrap import SeedLike, as_generator
 
 logger = logging.getLogger(__name__)
@@ -25,25 +26,7 @@ INCONCLUSIVE = "INCONCLUSIVE"
 MIN_MODELS_CROSS_MODEL = 2
 
 
-def to_jsonable(obj: object) -> object:
-    """Convert dataclasses / numpy values / tuples into plain JSON types; NaN and inf -> None."""
-    if hasattr(obj, "to_dict") and not isinstance(obj, type):
-        return to_jsonable(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    return obj
+to_jsonable = jsonable  # one converter for every json the project writes
 
 
 def to_json_text(obj: object) -> str:
