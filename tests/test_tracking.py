@@ -1,6 +1,7 @@
 """Every stage run becomes an MLflow run carrying its provenance."""
 
 import mlflow
+import torch
 
 from scalelens.tracking import stage_run
 
@@ -20,6 +21,8 @@ def test_stage_run_records_provenance(mlflow_tmp, monkeypatch):
     assert tags["stage"] == "extract" and tags["model"] == "tiny:llama"
     assert tags["dvc_exp_name"] == "sigma-02" and tags["params_sha256"] == "abc"
     assert len(tags["git_commit"]) >= 7
+    assert tags["torch_version"] == torch.__version__
+    assert tags["torch_num_threads"] == str(torch.get_num_threads())
     assert got.data.params["extract.batch_size"] == "4"
     assert got.data.metrics["tokens_per_s"] == 12.5
     assert (mlflow_tmp / "mlruns" / "extract").is_dir()
