@@ -1,5 +1,6 @@
 """load_model for every source, offline; packaged GGUF locating, assembling and verification."""
 
+import logging
 import multiprocessing as mp
 from pathlib import Path
 
@@ -197,3 +198,58 @@ def test_hub_model_missing_offline_names_it_and_how_to_cache_it(tmp_path, monkey
     msg = str(e.value)
     assert "Qwen/Qwen3-8B" in msg and "huggingface-cli download Qwen/Qwen3-8B" in msg
     assert "\n" not in msg
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def _big_vocab_cache(target: Path) -> None:
+    """A de-quantised cache as _build_dequant_cache leaves it: a tiny qwen2 model (config.json
+    written by this transformers) and a tokenizer with a vocabulary over 100,000 words."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from scalelens.models.tiny import tiny_model
+
+    vocab = {"<unk>": 0, **{f"w{i}": i + 1 for i in range(100_001)}}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<unk>")
+    tiny_model("qwen2").save_pretrained(target)
+    tok.save_pretrained(target)
+    (target / "COMPLETE").write_text("fake\n")
+
+
+def test_packaged_cache_loads_without_the_false_mistral_regex_warning(tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from scalelens.models.loading import dequant_dir
+
+    monkeypatch.setenv("SCALELENS_CACHE", str(tmp_path / "cache"))
+    sha = "ab" * 32
+    spec = ModelSpec("fake-qwen", "none/fake", "fake", "qwen2", 1e6, 2, 4, 2, 8, 32,
+                     gguf=PackagedGGUF(parts=(("none", "none"),), sha256=sha,
+                                       file_name="fake.gguf"))
+    monkeypatch.setitem(REGISTRY, "fake-qwen", spec)
+    cache = dequant_dir(sha)
+    _big_vocab_cache(cache)
+    records = _Records()
+    logging.getLogger("transformers").addHandler(records)
+    try:
+        # control: transformers 4.57.x warns for this non-Mistral local tokenizer
+        plain = AutoTokenizer.from_pretrained(str(cache))
+        assert any("fix_mistral_regex" in m for m in records.messages)
+        records.messages.clear()
+        lm = load_model("fake-qwen")
+    finally:
+        logging.getLogger("transformers").removeHandler(records)
+    assert lm.source == "packaged-gguf"
+    assert not any("fix_mistral_regex" in m for m in records.messages), records.messages
+    text = "w1 w99999 w100000 unknown"
+    assert lm.tokenizer(text)["input_ids"] == plain(text)["input_ids"] == [2, 100000, 100001, 0]

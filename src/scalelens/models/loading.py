@@ -112,8 +112,17 @@ def _load_tiny(key: str, dtype: torch.dtype, attn: str):
     return model, byte_tokenizer(), "tiny"
 
 
-def _from_pretrained(where: str, name: str, dtype: torch.dtype, attn: str, **kw):
-    tok = AutoTokenizer.from_pretrained(where, **kw)
+# transformers 4.57.3 to 4.x warns "incorrect regex pattern ... fix_mistral_regex" for every local
+# tokenizer with a vocabulary over 100,000 whose config.json was written by those versions, Mistral
+# or not (transformers issue #42591). The packaged models (Llama, Gemma 3, Qwen 2) are not
+# Mistral, so their cached tokenizers are loaded with the flag set to False: nothing is patched
+# (the same as without it) and the false warning is not printed.
+NOT_MISTRAL = {"fix_mistral_regex": False}
+
+
+def _from_pretrained(where: str, name: str, dtype: torch.dtype, attn: str,
+                     tokenizer_kw: dict | None = None, **kw):
+    tok = AutoTokenizer.from_pretrained(where, **kw, **(tokenizer_kw or {}))
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, attn_implementation=attn,
                                                  **kw)
     return model, tok
@@ -146,7 +155,7 @@ def _load_packaged(spec: ModelSpec, dtype: torch.dtype, attn: str):
     with FileLock(str(target) + ".lock"):
         if not (target / "COMPLETE").is_file():
             _build_dequant_cache(spec, target)
-    return _from_pretrained(str(target), spec.key, dtype, attn)
+    return _from_pretrained(str(target), spec.key, dtype, attn, tokenizer_kw=NOT_MISTRAL)
 
 
 def _build_dequant_cache(spec: ModelSpec, target: Path) -> None:
