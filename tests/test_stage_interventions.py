@@ -6,7 +6,6 @@ top-level sigma reaching the noise, and one-line errors for missing inputs.
 """
 
 import argparse
-import importlib.util
 import shutil
 
 import mlflow
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests_paths import ROOT
+from tests_paths import ROOT, stage_module
 
 from scalelens.ablation import auc, syn_red_orders
 from scalelens.errors import ScalelensError
@@ -30,17 +29,10 @@ N_LAYERS, N_HEADS = 3, 4
 N = N_LAYERS * N_HEADS
 
 
-def _stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run(name, params_path, model=MODEL):
     args = argparse.Namespace(model=model, params=str(params_path))
     ctx = StageContext(name, load_params(params_path), params_path, model, args)
-    _stage(name).main(ctx)
+    stage_module(name).main(ctx)
     return ctx
 
 

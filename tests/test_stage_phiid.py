@@ -8,7 +8,6 @@ sharded path) reproduce the unsharded result.
 """
 
 import argparse
-import importlib.util
 import json
 import shutil
 
@@ -16,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests_paths import ROOT
+from tests_paths import ROOT, stage_module
 
 from scalelens.errors import ScalelensError
 from scalelens.params import load_params
@@ -30,13 +29,6 @@ STEPS = 12
 COLUMNS = ["layer", "head", "flat_index", "synergy", "redundancy", "n_partners_synergy",
            "n_partners_redundancy", "synergy_rank", "redundancy_rank", "syn_red_score",
            "syn_red_score_normalised", "unit"]
-
-
-def _stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_params(workdir, **phiid):
@@ -57,7 +49,7 @@ def _context(name, params_path, model=MODEL, shard=None, merge=False):
 
 def _run(name, params_path, model=MODEL, shard=None, merge=False):
     ctx = _context(name, params_path, model, shard, merge)
-    _stage(name).main(ctx)
+    stage_module(name).main(ctx)
     return ctx
 
 
@@ -156,7 +148,7 @@ def test_shards_and_merge_equal_the_unsharded_result(in_workdir):
         _run("phiid", params, shard="0/2")
         early = _context("phiid", params, merge=True)
         with pytest.raises(ScalelensError, match="shard 1/2 missing"):
-            _stage("phiid").main(early)
+            stage_module("phiid").main(early)
         assert early.outs == []  # a premature merge declares nothing, so old outputs are kept
         first = {p.name: p.stat().st_mtime_ns for p in shard_dir.glob("*.npz")}
         assert len(first) == 3  # 33 pairs in chunks of 16, 16, 1

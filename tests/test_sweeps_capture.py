@@ -10,12 +10,11 @@
 """
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 import pytest
 import torch
-from tests_paths import ROOT
+from tests_paths import stage_module
 from tokenizers import processors
 
 from scalelens.capture import attention_patterns, forward_states, forward_states_batch
@@ -42,13 +41,6 @@ def tiny():
         return cache[arch]
 
     return get
-
-
-def stage_module(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def final_norm(model):

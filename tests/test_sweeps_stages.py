@@ -5,7 +5,6 @@ errors, exit status 2, declared outputs removed on failure); one test runs a sta
 to check the command line itself.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tests_paths import ROOT
+from tests_paths import ROOT, stage_module
 
 from scalelens.io import load_npz
 from scalelens.models import load_model
@@ -48,13 +47,6 @@ def write_params(folder: Path, name: str = "params.yaml", models=MODELS, **secti
     path = folder / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def stage_module(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager

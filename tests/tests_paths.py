@@ -1,5 +1,14 @@
-"""Paths tests share (kept out of conftest so tests can import it)."""
+"""Paths and helpers tests share (kept out of conftest so tests can import them)."""
 
+import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_module(name: str):
+    """stages/<name>.py imported as a module (the stages folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", ROOT / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
