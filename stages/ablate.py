@@ -105,7 +105,7 @@ def main(ctx: StageContext) -> None:
             "source": lm.source, "dequantised_gguf": lm.dequantised}
     with stage_run("ablate", ctx.model, {"ablation": as_flat_dict(a), "seed": p.seed,
                                           "device": device.type, "dtype": dtype}, tags) as run:
-        run.log_metrics({k: float(v) for k, v in {**metrics, **speed}.items()})
+        run.log_metrics({**metrics, **speed})
         for path in (csv_path, fig_path):
             run.log_artifact(path)
 

@@ -93,7 +93,7 @@ def main(ctx: StageContext) -> None:
             "hidden_state_layout_ok": result.layout.intermediate_match_block_outputs}
     with stage_run("gain", ctx.model, {"gain": as_flat_dict(g), "seed": p.seed,
                                        "device": device.type, "dtype": dtype}, tags) as run:
-        run.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        run.log_metrics(metrics)
         run.log_artifact(json_path)
 
 

@@ -70,8 +70,7 @@ def main(ctx: StageContext) -> None:
     metrics = {}
     for key, v in (("G_seed", report.g_seed), ("G_last", report.g_last)):
         metrics[f"high_rho_dampen_rate.{key}"] = v.high_rho_dampen_rate
-        if v.pearson_r == v.pearson_r:  # not NaN
-            metrics[f"pearson_r.{key}"] = v.pearson_r
+        metrics[f"pearson_r.{key}"] = v.pearson_r
         metrics.update({f"{key}.{e.model}": e.gain.point for e in v.models})
     with stage_run("gain_verdict", None, {"models": ",".join(p.models),
                                           "gain": as_flat_dict(g)}, tags) as run:

@@ -119,7 +119,7 @@ def main(ctx: StageContext) -> None:
     with stage_run("perturb", ctx.model, {"perturb": as_flat_dict(x), "sigma": p.sigma,
                                            "seed": p.seed, "device": device.type,
                                            "dtype": dtype}, tags) as run:
-        run.log_metrics({k: float(v) for k, v in {**metrics, **speed}.items()})
+        run.log_metrics({**metrics, **speed})
         run.log_artifact(summary_path)
         run.log_artifact(fig_path)
 

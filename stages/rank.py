@@ -89,8 +89,7 @@ def main(ctx: StageContext) -> None:
             "prompt_md5." + p.extract.prompt_set: facts["prompt_md5"],
             "middle_more_synergistic": profile.middle_more_synergistic}
     with stage_run("rank", ctx.model, {"phiid": as_flat_dict(p.phiid)}, tags) as run:
-        run.log_metrics({k: v for k, v in metrics.items() if k != "middle_more_synergistic"})
-        run.log_metrics({"middle_more_synergistic": float(profile.middle_more_synergistic)})
+        run.log_metrics(metrics)
         for path in (csv_path, profile_path, fig_path):
             run.log_artifact(path)
 

@@ -177,7 +177,7 @@ def main(ctx: StageContext) -> None:
     logged = {k: v for k, v in as_flat_dict(s).items() if not k.startswith("references.")}
     with stage_run("si", ctx.model, {"si": logged, "seed": p.seed, "device": device.type,
                                      f"prompts.{s.prompt_set}": lock.md5}, tags) as run:
-        run.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        run.log_metrics(metrics)
         run.log_artifact(json_path)
 
 

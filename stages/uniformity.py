@@ -128,7 +128,7 @@ def main(ctx: StageContext) -> None:
     with stage_run("uniformity", ctx.model, {"uniformity": as_flat_dict(u), "seed": p.seed,
                                              "device": device.type, "dtype": dtype},
                    tags) as run:
-        run.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        run.log_metrics(metrics)
         run.log_artifact(json_path)
 
 

@@ -68,8 +68,7 @@ def main(ctx: StageContext) -> None:
                 verdict.intervals_could_change_verdict,
             "dataset_md5": doc["dataset_md5"]}
     metrics = {f"peak_depth_pct.{s.model}": s.peak.max_pos_pct for s in studies}
-    if verdict.std_peak_pct == verdict.std_peak_pct:  # not NaN
-        metrics["std_peak_depth_pct"] = verdict.std_peak_pct
+    metrics["std_peak_depth_pct"] = verdict.std_peak_pct
     with stage_run("uniformity_verdict", None, {"models": ",".join(p.models),
                                                 "uniformity": as_flat_dict(u)}, tags) as run:
         run.log_metrics(metrics)

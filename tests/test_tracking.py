@@ -30,3 +30,10 @@ def test_stage_run_records_provenance(mlflow_tmp, monkeypatch):
     with stage_run("extract", "tiny:qwen2", params, {}) as run2:
         pass
     assert mlflow.get_run(run2.run_id).info.experiment_id == got.info.experiment_id
+
+
+def test_log_metrics_keeps_numbers_and_leaves_out_what_mlflow_cannot_plot(mlflow_tmp):
+    with stage_run("gain", "tiny:llama", {}, {}) as run:
+        run.log_metrics({"r": -0.5, "ok": True, "n": 3, "nan": float("nan"),
+                         "inf": float("inf"), "none": None})
+    assert mlflow.get_run(run.run_id).data.metrics == {"r": -0.5, "ok": 1.0, "n": 3.0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import subprocess
 import time
@@ -92,7 +93,10 @@ class StageRun:
             _retry(self._mlflow.log_params, dict(items[i:i + 100]))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        """Log numbers (bools as 0/1); None, NaN and inf are left out, since MLflow cannot
+        compare or plot them (the stage's own json keeps them, as null)."""
+        clean = {k: float(v) for k, v in metrics.items()
+                 if v is not None and math.isfinite(float(v))}
         _retry(self._mlflow.log_metrics, clean, step=step)
 
     def set_tags(self, tags: dict[str, object]) -> None:
