@@ -14,13 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from scalelens import ablation
 from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json, save_npz
-from scalelens.models import load_model
-from scalelens.models.loading import resolve_device
 from scalelens.params import as_flat_dict
 from scalelens.plots.interventions import plot_ablation_curves
 from scalelens.prompts import load_prompt_set
@@ -56,10 +53,7 @@ def main(ctx: StageContext) -> None:
     metrics_path = ctx.out(f"results/ablation/{ctx.model}_ablation_metrics.json")
     fig_path = ctx.out(f"results/ablation/{ctx.model}_fig4a_ablation.png")
 
-    torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
-    dtype = p.dtype_for(device.type)
-    lm = load_model(ctx.model, dtype=dtype, device=str(device), attn_implementation="eager")
+    lm, device, dtype = ctx.load_model()
     n_total = lm.geometry.n_heads_total
     if len(flat) != n_total:
         raise ScalelensError(f"rankings list {len(flat)} heads but {ctx.model} has {n_total}: "
@@ -104,7 +98,7 @@ def main(ctx: StageContext) -> None:
             "verdict_rule": "AUC(syn-first) > AUC(random mean + std)",
             "source": lm.source, "dequantised_gguf": lm.dequantised}
     with stage_run("ablate", ctx.model, {"ablation": as_flat_dict(a), "seed": p.seed,
-                                          "device": device.type, "dtype": dtype}, tags) as run:
+                                          "device": device, "dtype": dtype}, tags) as run:
         run.log_metrics({**metrics, **speed})
         for path in (csv_path, fig_path):
             run.log_artifact(path)

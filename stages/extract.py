@@ -7,12 +7,9 @@ categories) and results/activations/<model>.json (texts and run facts).
 import time
 
 import numpy as np
-import torch
 
 from scalelens.capture import capture_head_norms
 from scalelens.io import save_json, save_npz
-from scalelens.models import load_model
-from scalelens.models.loading import resolve_device
 from scalelens.params import as_flat_dict
 from scalelens.prompts import load_prompt_set
 from scalelens.stage import StageContext, run_stage
@@ -26,10 +23,7 @@ def main(ctx: StageContext) -> None:
     npz_path = ctx.out(f"results/activations/{ctx.model_slug}.npz")
     json_path = ctx.out(f"results/activations/{ctx.model_slug}.json")
 
-    torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
-    dtype = p.dtype_for(device.type)
-    lm = load_model(ctx.model, dtype=dtype, device=str(device))
+    lm, device, dtype = ctx.load_model()
     t0 = time.perf_counter()
     series = capture_head_norms(lm, prompts.texts, x.max_new_tokens, x.min_new_tokens,
                                 x.batch_size, x.chat_template)
@@ -40,7 +34,7 @@ def main(ctx: StageContext) -> None:
     n_tokens = int(series.lengths.sum())
     facts = {
         "model": ctx.model, "source": lm.source, "dequantised_gguf": lm.dequantised,
-        "dtype": dtype, "device": device.type, "n_layers": series.n_layers,
+        "dtype": dtype, "device": device, "n_layers": series.n_layers,
         "n_heads": series.n_heads, "n_heads_total": series.n_layers * series.n_heads,
         "prompt_set": prompts.name, "prompt_md5": prompts.md5,
         "series_length_max": x.max_new_tokens, "units": "L2 norm of head output",
@@ -61,7 +55,7 @@ def main(ctx: StageContext) -> None:
     tags = {"prompt_md5." + x.prompt_set: prompts.md5, "params_sha256": ctx.params_sha256,
             "seed": p.seed, "source": lm.source, "dequantised_gguf": lm.dequantised}
     with stage_run("extract", ctx.model, {"extract": as_flat_dict(x), "seed": p.seed,
-                                           "device": device.type, "dtype": dtype}, tags) as run:
+                                           "device": device, "dtype": dtype}, tags) as run:
         run.log_metrics(metrics)
         run.log_artifact(json_path)
 

@@ -16,13 +16,11 @@ output of the last block.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from scalelens import capture
 from scalelens.io import save_json, save_npz
-from scalelens.models import load_model
-from scalelens.models.loading import LoadedModel, resolve_device
+from scalelens.models.loading import LoadedModel
 from scalelens.params import as_flat_dict
 from scalelens.prompts import load_prompt_set
 from scalelens.stage import StageContext, run_stage
@@ -49,10 +47,7 @@ def main(ctx: StageContext) -> None:
     npz_path = ctx.out(f"results/sweeps/gain/{ctx.model}.npz")
     metrics_path = ctx.out(f"results/sweeps/gain/{ctx.model}_metrics.json")
 
-    torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
-    dtype = p.dtype_for(device.type)
-    lm = load_model(ctx.model, dtype=dtype, device=str(device))
+    lm, device, dtype = ctx.load_model()
     hidden, blocks, n_tokens = last_token_norms(lm, prompts.texts)
     cfg = getattr(lm.model.config, "text_config", None) or lm.model.config
     result = gain.residual_gain_study(hidden, blocks, lm.geometry.n_heads, cfg.hidden_size,
@@ -66,7 +61,7 @@ def main(ctx: StageContext) -> None:
                      f"{lm.geometry.n_heads / head_dim:.4f}); the verdict uses the seed's rho")
     if lm.dequantised:
         notes.append("weights de-quantised from GGUF: not the original bf16 weights")
-    doc = {**result.to_dict(), "notes": notes, "source": lm.source, "device": device.type,
+    doc = {**result.to_dict(), "notes": notes, "source": lm.source, "device": device,
            "dtype": dtype, "prompt_set": prompts.name, "prompt_md5": prompts.md5,
            "n_prompts": len(prompts), "prompt_categories": list(prompts.categories),
            "n_tokens": n_tokens, "head_dim": head_dim,
@@ -92,7 +87,7 @@ def main(ctx: StageContext) -> None:
             "regime.G_last": regime(result.is_dampening_last),
             "hidden_state_layout_ok": result.layout.intermediate_match_block_outputs}
     with stage_run("gain", ctx.model, {"gain": as_flat_dict(g), "seed": p.seed,
-                                       "device": device.type, "dtype": dtype}, tags) as run:
+                                       "device": device, "dtype": dtype}, tags) as run:
         run.log_metrics(metrics)
         run.log_artifact(json_path)
 

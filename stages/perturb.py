@@ -13,14 +13,11 @@ Tags: syn_drop_largest (accuracy), syn_nll_rise_largest (gold NLL).
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from scalelens import evaluation, perturbation
 from scalelens.ablation import read_head_scores
 from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json
-from scalelens.models import load_model
-from scalelens.models.loading import resolve_device
 from scalelens.params import PerturbParams, as_flat_dict
 from scalelens.plots.interventions import plot_perturbation_bars
 from scalelens.prompts import prompt_md5
@@ -58,10 +55,7 @@ def main(ctx: StageContext) -> None:
     metrics_path = ctx.out(f"results/perturb/{ctx.model}_perturb_metrics.json")
     fig_path = ctx.out(f"results/perturb/{ctx.model}_fig4b.png")
 
-    torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
-    dtype = p.dtype_for(device.type)
-    lm = load_model(ctx.model, dtype=dtype, device=str(device), attn_implementation="eager")
+    lm, device, dtype = ctx.load_model()
     if len(flat) != lm.geometry.n_heads_total:
         raise ScalelensError(f"rankings list {len(flat)} heads but {ctx.model} has "
                              f"{lm.geometry.n_heads_total}: rerun `dvc repro rank@{ctx.model}`")
@@ -117,7 +111,7 @@ def main(ctx: StageContext) -> None:
             "syn_nll_rise_largest": summary.syn_nll_rise_largest,
             "source": lm.source, "dequantised_gguf": lm.dequantised}
     with stage_run("perturb", ctx.model, {"perturb": as_flat_dict(x), "sigma": p.sigma,
-                                           "seed": p.seed, "device": device.type,
+                                           "seed": p.seed, "device": device,
                                            "dtype": dtype}, tags) as run:
         run.log_metrics({**metrics, **speed})
         run.log_artifact(summary_path)

@@ -21,14 +21,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from scalelens import capture
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json, save_npz
-from scalelens.models import load_model
-from scalelens.models.loading import LoadedModel, resolve_device
+from scalelens.models.loading import LoadedModel
 from scalelens.params import as_flat_dict
 from scalelens.stage import StageContext, run_stage
 from scalelens.sweeps import uniformity as U
@@ -86,10 +84,7 @@ def main(ctx: StageContext) -> None:
     npz_path = ctx.out(f"results/sweeps/uniformity/{ctx.model}.npz")
     metrics_path = ctx.out(f"results/sweeps/uniformity/{ctx.model}_metrics.json")
 
-    torch.manual_seed(p.seed)
-    device = resolve_device(p.device)
-    dtype = p.dtype_for(device.type)
-    lm = load_model(ctx.model, dtype=dtype, device=str(device))
+    lm, device, dtype = ctx.load_model()
     n_layers = lm.geometry.n_layers
     layers = U.select_layers(n_layers, u.layer_step)
     texts = list(ds.statements_a()) + list(ds.statements_b())
@@ -102,7 +97,7 @@ def main(ctx: StageContext) -> None:
         n_boot=u.n_boot, seed=u.boot_seed)
 
     data = Path(u.dataset).read_bytes()
-    doc = {**study.to_dict(), "source": lm.source, "device": device.type, "dtype": dtype,
+    doc = {**study.to_dict(), "source": lm.source, "device": device, "dtype": dtype,
            "dataset": u.dataset, "dataset_md5": hashlib.md5(data).hexdigest(),
            "n_categories": len(ds.categories), "layer_step": u.layer_step,
            "bos_token": lm.tokenizer.bos_token, "bos_token_id": lm.tokenizer.bos_token_id,
@@ -126,7 +121,7 @@ def main(ctx: StageContext) -> None:
             "dataset_md5": doc["dataset_md5"], "bos_rule": rule[:500], "source": lm.source,
             "dequantised_gguf": lm.dequantised}
     with stage_run("uniformity", ctx.model, {"uniformity": as_flat_dict(u), "seed": p.seed,
-                                             "device": device.type, "dtype": dtype},
+                                             "device": device, "dtype": dtype},
                    tags) as run:
         run.log_metrics(metrics)
         run.log_artifact(json_path)

@@ -51,6 +51,20 @@ class StageContext:
     def params_sha256(self) -> str:
         return params_sha256(self.params_path)
 
+    def load_model(self):
+        """The stage's model on params' device, in params' dtype for that device, after seeding
+        torch with params' seed. Returns (LoadedModel, device type, dtype name)."""
+        import torch
+
+        from scalelens.models import load_model
+        from scalelens.models.loading import resolve_device
+
+        torch.manual_seed(self.params.seed)
+        device = resolve_device(self.params.device)
+        dtype = self.params.dtype_for(device.type)
+        lm = load_model(self.model, dtype=dtype, device=str(device))
+        return lm, device.type, dtype
+
 
 def _quiet_libraries() -> None:
     """Third-party chatter (deprecations, tokenizer notices) would bury the stage's own log."""
