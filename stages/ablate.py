@@ -55,9 +55,7 @@ def main(ctx: StageContext) -> None:
 
     lm, device, dtype = ctx.load_model()
     n_total = lm.geometry.n_heads_total
-    if len(flat) != n_total:
-        raise ScalelensError(f"rankings list {len(flat)} heads but {ctx.model} has {n_total}: "
-                             f"rerun `dvc repro rank@{ctx.model}`")
+    ablation.require_rankings_fit(flat, ctx.model, n_total)
     step = a.step_size or math.ceil(n_total / a.n_points)
     try:
         orders = ablation.build_orders(flat, score, a.random_seeds)
@@ -72,12 +70,7 @@ def main(ctx: StageContext) -> None:
              order_seeds=np.array([o.seed for o in orders], dtype=np.int64),
              order_heads=np.stack([o.heads for o in orders]), prompt_index=keep)
     metrics = {
-        "auc_syn_first": summary.auc_syn_first, "auc_red_first": summary.auc_red_first,
-        "auc_random_mean": summary.auc_random_mean, "auc_random_std": summary.auc_random_std,
-        "auc_band_upper": summary.auc_band_upper, "ratio_syn_random": summary.ratio_syn_random,
-        "ratio_red_random": summary.ratio_red_random,
-        "fraction_points_above_band": summary.fraction_points_above_band,
-        "syn_first_above_random_band": summary.syn_first_above_random_band,
+        **summary.headline(),
         "kl_all_removed_nats": float(sweep.kl_nats[0, -1].mean()),
         "step_size": step, "n_heads": n_total, "n_prompts": len(texts),
         "n_forward_passes": sweep.n_forward_passes,

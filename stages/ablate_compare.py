@@ -47,14 +47,7 @@ def main(ctx: StageContext) -> None:
         names_arr = np.array(names)
         overlay[model] = (fraction, curves[names_arr == ablation.SYN_FIRST][0],
                           curves[names_arr == ablation.RANDOM])
-        per_model[model] = {
-            "auc_syn_first": s.auc_syn_first, "auc_red_first": s.auc_red_first,
-            "auc_random_mean": s.auc_random_mean, "auc_random_std": s.auc_random_std,
-            "auc_band_upper": s.auc_band_upper, "ratio_syn_random": s.ratio_syn_random,
-            "ratio_red_random": s.ratio_red_random,
-            "fraction_points_above_band": s.fraction_points_above_band,
-            "syn_first_above_random_band": s.syn_first_above_random_band,
-            "n_points": len(fraction)}
+        per_model[model] = {**s.headline(), "n_points": len(fraction)}
     n_above = sum(v["syn_first_above_random_band"] for v in per_model.values())
     save_json(json_path, {"models": list(p.models), "per_model": per_model,
                           "n_models_syn_first_above_band": n_above,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from scalelens import evaluation, perturbation
-from scalelens.ablation import read_head_scores
+from scalelens.ablation import read_head_scores, require_rankings_fit
 from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json
 from scalelens.params import PerturbParams, as_flat_dict
@@ -56,9 +56,7 @@ def main(ctx: StageContext) -> None:
     fig_path = ctx.out(f"results/perturb/{ctx.model}_fig4b.png")
 
     lm, device, dtype = ctx.load_model()
-    if len(flat) != lm.geometry.n_heads_total:
-        raise ScalelensError(f"rankings list {len(flat)} heads but {ctx.model} has "
-                             f"{lm.geometry.n_heads_total}: rerun `dvc repro rank@{ctx.model}`")
+    require_rankings_fit(flat, ctx.model, lm.geometry.n_heads_total)
     try:
         conditions = perturbation.build_conditions(flat, score, x.fraction, x.random_seeds)
         scores = perturbation.run_perturbation(lm, items, conditions, p.sigma, x.noise_seed,

@@ -13,12 +13,14 @@ from scalelens.ablation import (
     curve_table,
     kl_from_logits,
     removal_counts,
+    require_rankings_fit,
     run_ablation_sweep,
     select_prompts,
     summarise_curves,
     syn_red_orders,
 )
 from scalelens.batching import position_ids_from_mask
+from scalelens.errors import ScalelensError
 
 TEXTS = ["a b c", "hello there, a longer prompt", "xyz", "1 + 2 = 3, 4 + 5 ="]
 
@@ -91,6 +93,11 @@ def test_summary_auc_ratio_and_band_by_hand():
     assert s.auc_band_upper == pytest.approx(0.25 * upper_mid + 0.25 * (upper_mid + 6.0))
     assert s.syn_first_above_random_band  # 4.0 > 3.366 in the middle
     assert s.fraction_points_above_band == 1.0
+    head = s.headline()
+    assert list(head) == ["auc_syn_first", "auc_red_first", "auc_random_mean", "auc_random_std",
+                          "auc_band_upper", "ratio_syn_random", "ratio_red_random",
+                          "fraction_points_above_band", "syn_first_above_random_band"]
+    assert head["auc_syn_first"] == pytest.approx(3.5) and head["syn_first_above_random_band"]
     curves[0, 1] = 3.0
     s2 = summarise_curves(frac, curves, names)
     assert not s2.syn_first_above_random_band
@@ -146,3 +153,10 @@ def test_sweep_kl_is_the_kl_of_an_explicit_ablation(tiny_lm):
     assert table["order"].tolist() == [SYN_FIRST] * 2 + [RED_FIRST] * 2 + [RANDOM] * 4
     assert table["seed"].tolist() == [-1, -1, -1, -1, 3, 3, 4, 4]
     assert table["fraction"].tolist() == [0.0, 1.0] * 4
+
+
+def test_rankings_must_list_every_head_of_the_model():
+    require_rankings_fit(np.arange(12), "tiny:llama", 12)
+    with pytest.raises(ScalelensError, match=r"^rankings list 11 heads but tiny:llama has 12: "
+                                             r"rerun `dvc repro rank@tiny:llama`$"):
+        require_rankings_fit(np.arange(11), "tiny:llama", 12)

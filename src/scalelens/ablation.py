@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scalelens.batching import encode_left_padded, last_position_logits, length_sorted_batches
+from scalelens.errors import ScalelensError
 from scalelens.interventions import ablate_heads
 from scalelens.models.loading import LoadedModel
 
@@ -92,6 +93,15 @@ class AblationSummary:
     fraction_points_above_band: float  # interior points where syn-first > band upper edge
     syn_first_above_random_band: bool  # the verdict: auc_syn_first > auc_band_upper
 
+    def headline(self) -> dict[str, float | bool]:
+        """The numbers a stage reports per model (metrics json, MLflow, the cross-model table)."""
+        return {name: getattr(self, name) for name in HEADLINE_FIELDS}
+
+
+HEADLINE_FIELDS = ("auc_syn_first", "auc_red_first", "auc_random_mean", "auc_random_std",
+                   "auc_band_upper", "ratio_syn_random", "ratio_red_random",
+                   "fraction_points_above_band", "syn_first_above_random_band")
+
 
 def read_head_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(flat_index, syn_red_score) from a head-rankings csv (stage rank), one row per head."""
@@ -104,6 +114,13 @@ def read_head_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                          f"csv from stage rank?)")
     return (frame["flat_index"].to_numpy(np.int64),
             frame["syn_red_score"].to_numpy(np.float64))
+
+
+def require_rankings_fit(flat_index: np.ndarray, model: str, n_heads_total: int) -> None:
+    """A head-rankings csv must list every head of the model it is applied to."""
+    if len(flat_index) != n_heads_total:
+        raise ScalelensError(f"rankings list {len(flat_index)} heads but {model} has "
+                             f"{n_heads_total}: rerun `dvc repro rank@{model}`")
 
 
 def syn_red_orders(flat_index: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
