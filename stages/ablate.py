@@ -10,7 +10,6 @@ results/ablation/<model>_fig4a_ablation.png. Verdict tag: syn_first_above_random
 """
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,16 +24,9 @@ from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 
 
-def rankings_path(model: str) -> Path:
-    path = Path(f"results/phiid/{model}_head_rankings.csv")
-    if not path.is_file():
-        raise ScalelensError(f"{path} not found: run `dvc repro rank@{model}` first")
-    return path
-
-
 def main(ctx: StageContext) -> None:
     p, a = ctx.params, ctx.params.ablation
-    flat, score = ablation.read_head_scores(rankings_path(ctx.model))
+    flat, score = ablation.read_head_scores(ctx.input(ctx.paths.rankings_csv, "rank"))
     lock = p.prompt_lock(a.prompt_set)
     prompts = load_prompt_set(lock.set, expected_md5=lock.md5)
     if a.n_points < 1:
@@ -48,10 +40,10 @@ def main(ctx: StageContext) -> None:
         raise ScalelensError(f"ablation.n_prompts: {e}") from None
     texts = [prompts.texts[i] for i in keep]
 
-    csv_path = ctx.out(f"results/ablation/{ctx.model}_ablation.csv")
-    npz_path = ctx.out(f"results/ablation/{ctx.model}_ablation.npz")
-    metrics_path = ctx.out(f"results/ablation/{ctx.model}_ablation_metrics.json")
-    fig_path = ctx.out(f"results/ablation/{ctx.model}_fig4a_ablation.png")
+    csv_path = ctx.out(ctx.paths.ablation_csv)
+    npz_path = ctx.out(ctx.paths.ablation_npz)
+    metrics_path = ctx.out(ctx.paths.ablation_metrics)
+    fig_path = ctx.out(ctx.paths.ablation_fig)
 
     lm, device, dtype = ctx.load_model()
     n_total = lm.geometry.n_heads_total

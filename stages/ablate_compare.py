@@ -7,7 +7,6 @@ KL normalised by the all-heads-removed value) and results/ablate_compare/ablatio
 n_models_syn_first_above_band.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +15,7 @@ from scalelens import ablation
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
+from scalelens.paths import LadderPaths, model_paths, require_input
 from scalelens.plots.interventions import plot_ablation_overlay
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
@@ -23,10 +23,7 @@ from scalelens.tracking import stage_run
 
 def model_curves(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(fraction [S], mean KL [n_orders, S], order names) from a model's ablation csv."""
-    path = Path(f"results/ablation/{model}_ablation.csv")
-    if not path.is_file():
-        raise ScalelensError(f"{path} not found: run `dvc repro ablate@{model}` first")
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(require_input(model_paths(model).ablation_csv, "ablate", model))
     groups = list(frame.groupby(["order", "seed"], sort=False))
     fraction = groups[0][1]["fraction"].to_numpy()
     curves = np.stack([g["kl_mean_nats"].to_numpy() for _, g in groups])
@@ -35,8 +32,8 @@ def model_curves(model: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def main(ctx: StageContext) -> None:
     p = ctx.params
-    fig_path = ctx.out("results/ablate_compare/fig4a_overlay.png")
-    json_path = ctx.out("results/ablate_compare/ablation_summary.json")
+    fig_path = ctx.out(LadderPaths.ablate_compare_fig)
+    json_path = ctx.out(LadderPaths.ablate_compare_json)
     per_model, overlay = {}, {}
     for model in p.models:
         fraction, curves, names = model_curves(model)

@@ -11,6 +11,7 @@ import pandas as pd
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
+from scalelens.paths import LadderPaths, model_paths, model_slug, require_input
 from scalelens.plots.phiid import plot_layer_profiles
 from scalelens.ranking import LayerProfile, layer_profile_from_scores
 from scalelens.stage import StageContext, run_stage
@@ -19,13 +20,13 @@ from scalelens.tracking import stage_run
 
 def profile_from_csv(model: str) -> tuple[LayerProfile, dict]:
     """A model's layer profile from its rankings csv, and the csv's shape facts."""
-    path = f"results/phiid/{model}_head_rankings.csv"
+    path = require_input(model_paths(model).rankings_csv, "rank", model)
     frame = pd.read_csv(path)
     n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1
     flat = frame["layer"] * n_heads + frame["head"]
     if len(frame) != n_layers * n_heads or not (flat.to_numpy() == range(len(frame))).all():
         raise ScalelensError(f"{path}: rows are not every (layer, head) in flat order; rerun "
-                             f"`dvc repro rank@{model}`")
+                             f"`dvc repro rank@{model_slug(model)}`")
     try:
         profile = layer_profile_from_scores(
             frame["syn_red_score_normalised"].to_numpy(dtype=float), n_layers, n_heads)
@@ -45,8 +46,8 @@ def model_summary(profile: LayerProfile, facts: dict) -> dict:
 
 def main(ctx: StageContext) -> None:
     p = ctx.params
-    fig_path = ctx.out("results/compare_profiles/fig2c_layer_profiles.png")
-    json_path = ctx.out("results/compare_profiles/layer_profiles.json")
+    fig_path = ctx.out(LadderPaths.compare_profiles_fig)
+    json_path = ctx.out(LadderPaths.compare_profiles_json)
     profiles, summaries = {}, {}
     for model in p.models:
         profiles[model], facts = profile_from_csv(model)

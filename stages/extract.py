@@ -20,8 +20,8 @@ def main(ctx: StageContext) -> None:
     p, x = ctx.params, ctx.params.extract
     lock = p.prompt_lock(x.prompt_set)
     prompts = load_prompt_set(lock.set, expected_md5=lock.md5)
-    npz_path = ctx.out(f"results/activations/{ctx.model_slug}.npz")
-    json_path = ctx.out(f"results/activations/{ctx.model_slug}.json")
+    npz_path = ctx.out(ctx.paths.activations_npz)
+    json_path = ctx.out(ctx.paths.activations_json)
 
     lm, device, dtype = ctx.load_model()
     t0 = time.perf_counter()

@@ -43,9 +43,9 @@ def main(ctx: StageContext) -> None:
     p, g = ctx.params, ctx.params.gain
     lock = p.prompt_lock(g.prompt_set)
     prompts = load_prompt_set(lock.set, expected_md5=lock.md5)
-    json_path = ctx.out(f"results/sweeps/gain/{ctx.model}.json")
-    npz_path = ctx.out(f"results/sweeps/gain/{ctx.model}.npz")
-    metrics_path = ctx.out(f"results/sweeps/gain/{ctx.model}_metrics.json")
+    json_path = ctx.out(ctx.paths.sweep_json("gain"))
+    npz_path = ctx.out(ctx.paths.sweep_npz("gain"))
+    metrics_path = ctx.out(ctx.paths.sweep_metrics("gain"))
 
     lm, device, dtype = ctx.load_model()
     hidden, blocks, n_tokens = last_token_norms(lm, prompts.texts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
+from scalelens.paths import LadderPaths, model_paths
 from scalelens.plots.sweeps import plot_gain
 from scalelens.stage import StageContext, read_upstream_json, run_stage
 from scalelens.sweeps import gain
@@ -20,7 +21,7 @@ from scalelens.tracking import stage_run
 
 def per_model_result(model: str) -> dict:
     """A model's json from stage gain; a clear error when it has not been run."""
-    return read_upstream_json(f"results/sweeps/gain/{model}.json", "gain", model)
+    return read_upstream_json(model_paths(model).sweep_json("gain"), "gain", model)
 
 
 def figure_title(report: gain.H25Report) -> str:
@@ -34,8 +35,8 @@ def figure_title(report: gain.H25Report) -> str:
 
 def main(ctx: StageContext) -> None:
     p, g = ctx.params, ctx.params.gain
-    json_path = ctx.out("results/verdicts/gain_verdict.json")
-    fig_path = ctx.out("results/figures/sweeps/gain.png")
+    json_path = ctx.out(LadderPaths.verdict_json("gain"))
+    fig_path = ctx.out(LadderPaths.verdict_fig("gain"))
     docs = {m: per_model_result(m) for m in p.models}
     inputs = [gain.gain_inputs_from_dict(d) for d in docs.values()]
     kwargs = {"n_boot": g.n_boot, "n_perm": g.n_perm, "seed": g.boot_seed,
@@ -52,7 +53,7 @@ def main(ctx: StageContext) -> None:
                           "head_dim": d["head_dim"], "hidden_state_layout":
                               d["hidden_state_layout"], "prompt_md5": d["prompt_md5"]}
                       for m, d in docs.items()},
-        "inputs": {m: f"results/sweeps/gain/{m}.json" for m in p.models},
+        "inputs": {m: model_paths(m).sweep_json("gain") for m in p.models},
     }
     save_json(json_path, doc)
     plot_gain(report, fig_path, title=figure_title(report))

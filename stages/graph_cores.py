@@ -11,7 +11,6 @@ Tags: syn_more_efficient (global efficiency synergy > redundancy), red_more_modu
 redundancy > synergy) -- the paper's reading of figure 3c.
 """
 
-from pathlib import Path
 
 import pandas as pd
 
@@ -19,6 +18,7 @@ from scalelens.errors import ScalelensError
 from scalelens.graphs import graph_cores
 from scalelens.io import save_json, save_npz
 from scalelens.params import as_flat_dict
+from scalelens.paths import model_paths, require_input
 from scalelens.phiid import load_result
 from scalelens.plots.interventions import plot_graph_cores
 from scalelens.stage import StageContext, run_stage
@@ -27,11 +27,9 @@ from scalelens.tracking import stage_run
 
 def _inputs(model: str):
     """The PhiID result and (n_layers, n_heads) from the rankings' layer / head columns."""
-    npz = Path(f"results/phiid/{model}_pairwise_phiid.npz")
-    csv = Path(f"results/phiid/{model}_head_rankings.csv")
-    for path, stage in ((npz, "phiid"), (csv, "rank")):
-        if not path.is_file():
-            raise ScalelensError(f"{path} not found: run `dvc repro {stage}@{model}` first")
+    mp = model_paths(model)
+    npz = require_input(mp.phiid_npz, "phiid", model)
+    csv = require_input(mp.rankings_csv, "rank", model)
     heads = pd.read_csv(csv, usecols=["layer", "head"])
     return load_result(npz), int(heads["layer"].max()) + 1, int(heads["head"].max()) + 1
 
@@ -42,9 +40,9 @@ def main(ctx: StageContext) -> None:
     if result.sts.shape != (n_layers * n_heads,) * 2:
         raise ScalelensError(f"{ctx.model}: sts is {result.sts.shape}, expected "
                              f"{n_layers * n_heads} heads ({n_layers} x {n_heads}); rerun phiid")
-    npz_path = ctx.out(f"results/graph_cores/{ctx.model}_graph_cores.npz")
-    metrics_path = ctx.out(f"results/graph_cores/{ctx.model}_graph_metrics.json")
-    fig_path = ctx.out(f"results/graph_cores/{ctx.model}_fig3b_graph_cores.png")
+    npz_path = ctx.out(ctx.paths.graph_cores_npz)
+    metrics_path = ctx.out(ctx.paths.graph_cores_metrics)
+    fig_path = ctx.out(ctx.paths.graph_cores_fig)
     try:
         cores = graph_cores(result.sts, result.rtr, g.top_pct, g.louvain_seed)
     except ValueError as e:

@@ -14,16 +14,17 @@ from tqdm.auto import tqdm
 from scalelens.io import save_csv, save_json, save_npz
 from scalelens.motifs import analyze_graph, find_graph_files, graph_seed, load_graph_file
 from scalelens.params import as_flat_dict
+from scalelens.paths import MotifPaths
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 
 
 def main(ctx: StageContext) -> None:
     m, seed = ctx.params.motifs, ctx.params.seed
-    out_dir = f"results/motifs/census/{ctx.model}"
-    csv_path = ctx.out(f"{out_dir}/census.csv")
-    json_path = ctx.out(f"{out_dir}/census.json")
-    npz_path = ctx.out(f"{out_dir}/null_counts.npz")
+    out_dir = MotifPaths.census_dir(ctx.model)
+    csv_path = ctx.out(out_dir / "census.csv")
+    json_path = ctx.out(MotifPaths.census_json(ctx.model))
+    npz_path = ctx.out(out_dir / "null_counts.npz")
     files = find_graph_files(m.graphs_dir, models=(ctx.model,))
     rows, dicts, nulls = [], [], {}
     pool = ProcessPoolExecutor(m.n_jobs) if m.n_jobs > 1 else nullcontext()

@@ -15,21 +15,18 @@ from scalelens.io import save_csv, save_json, save_npz
 from scalelens.models import get_spec
 from scalelens.motifs import GraphMotifResult, run_scale_analysis
 from scalelens.params import as_flat_dict
+from scalelens.paths import MotifPaths, require_input
 from scalelens.plots.motifs import FIGURE_NAMES, placeholder_figure, plot_all
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 
-OUT = "results/motifs/scale"
+OUT = MotifPaths.scale_dir
 
 
 def _results(graph_set: str) -> list[GraphMotifResult]:
-    path = f"results/motifs/census/{graph_set}/census.json"
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [GraphMotifResult.from_json_dict(d) for d in json.load(f)]
-    except FileNotFoundError:
-        raise ScalelensError(
-            f"{path} missing: run the motif_census stage for {graph_set}") from None
+    path = require_input(MotifPaths.census_json(graph_set), "motif_census", graph_set)
+    with open(path, encoding="utf-8") as f:
+        return [GraphMotifResult.from_json_dict(d) for d in json.load(f)]
 
 
 def main(ctx: StageContext) -> None:
@@ -37,9 +34,9 @@ def main(ctx: StageContext) -> None:
     if m.baseline and m.baseline not in m.graph_sets:
         raise ScalelensError(f"motifs.baseline {m.baseline!r} is not one of motifs.graph_sets")
     models = [s for s in m.graph_sets if s != m.baseline]
-    outs = {name: ctx.out(f"{OUT}/{name}") for name in (
+    outs = {name: ctx.out(OUT / name) for name in (
         "scale_analysis.json", "profiles.npz", "trends.csv", "transitions.csv", "baseline.csv")}
-    figures = {name: ctx.out(f"{OUT}/{name}.png") for name in FIGURE_NAMES}
+    figures = {name: ctx.out(OUT / f"{name}.png") for name in FIGURE_NAMES}
     analysis = run_scale_analysis(
         {k: _results(k) for k in models}, {k: get_spec(k).n_params for k in models},
         baseline_results=_results(m.baseline) if m.baseline else None,

@@ -10,7 +10,6 @@ metrics results/perturb/<model>_perturb_metrics.json, figure results/perturb/<mo
 Tags: syn_drop_largest (accuracy), syn_nll_rise_largest (gold NLL).
 """
 
-from pathlib import Path
 
 import pandas as pd
 
@@ -42,18 +41,16 @@ def benchmark_items(x: PerturbParams) -> evaluation.BenchmarkItems:
 
 def main(ctx: StageContext) -> None:
     p, x = ctx.params, ctx.params.perturb
-    rankings = Path(f"results/phiid/{ctx.model}_head_rankings.csv")
-    if not rankings.is_file():
-        raise ScalelensError(f"{rankings} not found: run `dvc repro rank@{ctx.model}` first")
+    rankings = ctx.input(ctx.paths.rankings_csv, "rank")
     if not p.sigma >= 0:
         raise ScalelensError(f"sigma must be >= 0 (e.g. 0.1), got {p.sigma}")
     flat, score = read_head_scores(rankings)
     items = benchmark_items(x)
 
-    out_dir = Path(f"results/perturb/{ctx.model}")
+    out_dir = ctx.paths.perturb_dir
     summary_path = ctx.out(out_dir / "summary.csv")
-    metrics_path = ctx.out(f"results/perturb/{ctx.model}_perturb_metrics.json")
-    fig_path = ctx.out(f"results/perturb/{ctx.model}_fig4b.png")
+    metrics_path = ctx.out(ctx.paths.perturb_metrics)
+    fig_path = ctx.out(ctx.paths.perturb_fig)
 
     lm, device, dtype = ctx.load_model()
     require_rankings_fit(flat, ctx.model, lm.geometry.n_heads_total)

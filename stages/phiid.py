@@ -22,6 +22,7 @@ import numpy as np
 from scalelens.errors import ScalelensError
 from scalelens.io import load_npz, save_json
 from scalelens.params import PhiidParams, as_flat_dict
+from scalelens.paths import model_paths, require_input
 from scalelens.phiid import (
     CheckpointMismatchError,
     PhiIDResult,
@@ -51,18 +52,21 @@ def add_args(parser) -> None:
 
 
 def checkpoint_dir(model: str) -> Path:
-    return Path("results/phiid/shards") / model
+    return model_paths(model).phiid_shards
 
 
 def load_activations(model: str) -> tuple[dict[str, np.ndarray], dict]:
     """The extract stage's arrays and facts for one model, checked against each other."""
-    arrays = load_npz(f"results/activations/{model}.npz")
-    facts = json.loads(Path(f"results/activations/{model}.json").read_text(encoding="utf-8"))
+    mp = model_paths(model)
+    arrays = load_npz(require_input(mp.activations_npz, "extract", model))
+    facts = json.loads(require_input(mp.activations_json, "extract", model).read_text(
+        encoding="utf-8"))
     n_total = facts["n_layers"] * facts["n_heads"]
     if arrays["norms"].ndim != 3 or arrays["norms"].shape[1] != n_total:
         raise ScalelensError(
-            f"results/activations/{model}.npz: norms has shape {arrays['norms'].shape}, expected "
-            f"[prompt, {n_total} heads, step] from its .json; rerun `dvc repro extract@{model}`")
+            f"{mp.activations_npz}: norms has shape {arrays['norms'].shape}, expected "
+            f"[prompt, {n_total} heads, step] from its .json; rerun "
+            f"`dvc repro extract@{mp.slug}`")
     return arrays, facts
 
 
@@ -186,9 +190,9 @@ def main(ctx: StageContext) -> None:
                      ph, directory)
 
     # declared only now: a failed merge (e.g. a shard still running) keeps the previous outputs
-    npz_path = ctx.out(f"results/phiid/{ctx.model}_pairwise_phiid.npz")
-    metrics_path = ctx.out(f"results/phiid/{ctx.model}_phiid_metrics.json")
-    fig_path = ctx.out(f"results/phiid/{ctx.model}_fig2a_pairwise.png")
+    npz_path = ctx.out(ctx.paths.phiid_npz)
+    metrics_path = ctx.out(ctx.paths.phiid_metrics)
+    fig_path = ctx.out(ctx.paths.phiid_fig)
     save_result(result, npz_path)
     metrics = summary_metrics(result, facts, ph)
     save_json(metrics_path, metrics)

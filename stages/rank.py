@@ -9,7 +9,6 @@ third of layers has a higher mean syn-red score than both the first and the last
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,12 +57,13 @@ def profile_metrics(profile: LayerProfile) -> dict:
 
 def main(ctx: StageContext) -> None:
     p = ctx.params
-    facts = json.loads(Path(f"results/activations/{ctx.model}.json").read_text(encoding="utf-8"))
-    result = load_result(f"results/phiid/{ctx.model}_pairwise_phiid.npz")
-    csv_path = ctx.out(f"results/phiid/{ctx.model}_head_rankings.csv")
-    profile_path = ctx.out(f"results/phiid/{ctx.model}_layer_profile.json")
-    metrics_path = ctx.out(f"results/phiid/{ctx.model}_rank_metrics.json")
-    fig_path = ctx.out(f"results/phiid/{ctx.model}_fig2b_syn_red_grid.png")
+    mp = ctx.paths
+    facts = json.loads(ctx.input(mp.activations_json, "extract").read_text(encoding="utf-8"))
+    result = load_result(ctx.input(mp.phiid_npz, "phiid"))
+    csv_path = ctx.out(mp.rankings_csv)
+    profile_path = ctx.out(mp.layer_profile_json)
+    metrics_path = ctx.out(mp.rank_metrics)
+    fig_path = ctx.out(mp.rank_fig)
 
     try:
         ranking = rank_heads(result.sts, result.rtr, facts["n_layers"], facts["n_heads"])

@@ -101,9 +101,9 @@ def main(ctx: StageContext) -> None:
         raise ScalelensError("si.seeds is empty: give at least one seed (the seed: 42, 123, 456)")
     lock = p.prompt_lock(s.prompt_set)
     prompts = load_prompt_set(lock.set, expected_md5=lock.md5)
-    json_path = ctx.out(f"results/sweeps/si/{ctx.model}.json")
-    npz_path = ctx.out(f"results/sweeps/si/{ctx.model}.npz")
-    metrics_path = ctx.out(f"results/sweeps/si/{ctx.model}_metrics.json")
+    json_path = ctx.out(ctx.paths.sweep_json("si"))
+    npz_path = ctx.out(ctx.paths.sweep_npz("si"))
+    metrics_path = ctx.out(ctx.paths.sweep_metrics("si"))
     device = resolve_device(p.device)
 
     selection, lm = walk_dtype_variants(ctx.model, prompts.texts[0], s.dtype_order, str(device),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from scalelens.io import save_json
+from scalelens.paths import LadderPaths, model_paths
 from scalelens.plots.sweeps import plot_si_ladder
 from scalelens.stage import StageContext, read_upstream_json, run_stage
 from scalelens.sweeps import si
@@ -23,13 +24,13 @@ from scalelens.tracking import stage_run
 
 def per_model_result(model: str) -> dict:
     """A model's json from stage si; a clear error when it has not been run."""
-    return read_upstream_json(f"results/sweeps/si/{model}.json", "si", model)
+    return read_upstream_json(model_paths(model).sweep_json("si"), "si", model)
 
 
 def main(ctx: StageContext) -> None:
     p, s = ctx.params, ctx.params.si
-    json_path = ctx.out("results/verdicts/si_verdict.json")
-    fig_path = ctx.out("results/figures/sweeps/si_ladder.png")
+    json_path = ctx.out(LadderPaths.verdict_json("si"))
+    fig_path = ctx.out(LadderPaths.verdict_fig("si_ladder"))
     docs = {m: per_model_result(m) for m in p.models}
     measured = [si.measured_si_from_dict(m, d["si"], size_b=d.get("size_b"))
                 for m, d in docs.items()]
@@ -44,7 +45,7 @@ def main(ctx: StageContext) -> None:
                           "n_params": d["n_params"], "n_params_source": d["n_params_source"],
                           "seed_summary": d["seed_summary"], "prompt_md5": d["prompt_md5"]}
                       for m, d in docs.items()},
-        "inputs": {m: f"results/sweeps/si/{m}.json" for m in p.models},
+        "inputs": {m: model_paths(m).sweep_json("si") for m in p.models},
     }
     save_json(json_path, doc)
     plot_si_ladder(verdict, fig_path)

@@ -80,9 +80,9 @@ def bos_rule_text(rules) -> str:
 def main(ctx: StageContext) -> None:
     p, u = ctx.params, ctx.params.uniformity
     ds = U.load_statement_pairs(u.dataset)
-    json_path = ctx.out(f"results/sweeps/uniformity/{ctx.model}.json")
-    npz_path = ctx.out(f"results/sweeps/uniformity/{ctx.model}.npz")
-    metrics_path = ctx.out(f"results/sweeps/uniformity/{ctx.model}_metrics.json")
+    json_path = ctx.out(ctx.paths.sweep_json("uniformity"))
+    npz_path = ctx.out(ctx.paths.sweep_npz("uniformity"))
+    metrics_path = ctx.out(ctx.paths.sweep_metrics("uniformity"))
 
     lm, device, dtype = ctx.load_model()
     n_layers = lm.geometry.n_layers

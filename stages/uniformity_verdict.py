@@ -13,6 +13,7 @@ from __future__ import annotations
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
+from scalelens.paths import LadderPaths, model_paths
 from scalelens.plots.sweeps import plot_uniformity
 from scalelens.stage import StageContext, read_upstream_json, run_stage
 from scalelens.sweeps import uniformity as U
@@ -21,7 +22,7 @@ from scalelens.tracking import stage_run
 
 def per_model_result(model: str) -> dict:
     """A model's json from stage uniformity; a clear error when it has not been run."""
-    return read_upstream_json(f"results/sweeps/uniformity/{model}.json", "uniformity", model)
+    return read_upstream_json(model_paths(model).sweep_json("uniformity"), "uniformity", model)
 
 
 def figure_title(v: U.PeakStabilityVerdict) -> str:
@@ -38,8 +39,8 @@ def figure_title(v: U.PeakStabilityVerdict) -> str:
 
 def main(ctx: StageContext) -> None:
     p, u = ctx.params, ctx.params.uniformity
-    json_path = ctx.out("results/verdicts/uniformity_verdict.json")
-    fig_path = ctx.out("results/figures/sweeps/uniformity.png")
+    json_path = ctx.out(LadderPaths.verdict_json("uniformity"))
+    fig_path = ctx.out(LadderPaths.verdict_fig("uniformity"))
     docs = {m: per_model_result(m) for m in p.models}
     md5s = {d["dataset_md5"] for d in docs.values()}
     if len(md5s) > 1:
@@ -56,7 +57,7 @@ def main(ctx: StageContext) -> None:
                           "peak_pct_low": d["peak_pct_low"], "peak_pct_high": d["peak_pct_high"],
                           "bos_rule": d["bos_rule"]} for m, d in docs.items()},
         "dataset": u.dataset, "dataset_md5": md5s.pop() if md5s else None,
-        "inputs": {m: f"results/sweeps/uniformity/{m}.json" for m in p.models},
+        "inputs": {m: model_paths(m).sweep_json("uniformity") for m in p.models},
     }
     save_json(json_path, doc)
     plot_uniformity(studies, fig_path, verdict, title=figure_title(verdict))

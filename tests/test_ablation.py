@@ -158,5 +158,5 @@ def test_sweep_kl_is_the_kl_of_an_explicit_ablation(tiny_lm):
 def test_rankings_must_list_every_head_of_the_model():
     require_rankings_fit(np.arange(12), "tiny:llama", 12)
     with pytest.raises(ScalelensError, match=r"^rankings list 11 heads but tiny:llama has 12: "
-                                             r"rerun `dvc repro rank@tiny:llama`$"):
+                                             r"rerun `dvc repro rank@tiny-llama`$"):
         require_rankings_fit(np.arange(11), "tiny:llama", 12)

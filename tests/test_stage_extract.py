@@ -11,6 +11,7 @@ import yaml
 from tests_paths import ROOT
 
 from scalelens.io import load_npz
+from scalelens.paths import model_paths
 
 STAGE = ROOT / "stages" / "extract.py"
 
@@ -38,7 +39,7 @@ def extracted(tmp_path_factory):
 
 
 def test_outputs(extracted):
-    arrays = load_npz(extracted / "results/activations/tiny:llama.npz")
+    arrays = load_npz(extracted / model_paths("tiny:llama").activations_npz)
     n_prompts = 64
     assert arrays["norms"].shape == (n_prompts, 2 * 4, 4)
     assert arrays["norms"].dtype == np.float32 and np.isfinite(arrays["norms"]).all()
@@ -46,7 +47,7 @@ def test_outputs(extracted):
     assert arrays["tokens"].shape == (n_prompts, 4)
     assert arrays["final_logits"].shape == (n_prompts, 300)
     assert len(set(arrays["categories"].tolist())) == 8
-    facts = json.loads((extracted / "results/activations/tiny:llama.json").read_text())
+    facts = json.loads((extracted / model_paths("tiny:llama").activations_json).read_text())
     assert facts["n_heads_total"] == 8 and facts["prompt_md5"] == "bcb837e6218392ac0e1977c9de68b693"
     assert len(facts["prompts"]) == n_prompts
 

@@ -19,6 +19,7 @@ from scalelens.ablation import auc, syn_red_orders
 from scalelens.errors import ScalelensError
 from scalelens.graphs import graph_cores
 from scalelens.params import load_params
+from scalelens.paths import LadderPaths, model_paths
 from scalelens.phiid.result import DegeneracyReport, PhiIDResult
 from scalelens.phiid.settings import PhiIDSettings
 from scalelens.phiid.shards import save_result
@@ -27,6 +28,7 @@ from scalelens.stage import StageContext
 MODEL = "tiny:gemma3_text"  # 3 layers x 4 heads
 N_LAYERS, N_HEADS = 3, 4
 N = N_LAYERS * N_HEADS
+MP = model_paths(MODEL)
 
 
 def _run(name, params_path, model=MODEL):
@@ -60,11 +62,11 @@ def _write_inputs(work):
     result = PhiIDResult(PhiIDSettings(), sts, rtr, None, 1, np.ones((N, N), dtype=np.int64),
                          report, input_hash="test")
     (work / "results" / "phiid").mkdir(parents=True)
-    save_result(result, work / "results" / "phiid" / f"{MODEL}_pairwise_phiid.npz")
+    save_result(result, work / MP.phiid_npz)
     score = np.array([3.0, -2.0, 5.0, 0.0, 1.0, -5.0, 4.0, 2.0, -1.0, -3.0, np.nan, -4.0])
     pd.DataFrame({"layer": np.arange(N) // N_HEADS, "head": np.arange(N) % N_HEADS,
                   "flat_index": np.arange(N), "syn_red_score": score}).to_csv(
-        work / "results" / "phiid" / f"{MODEL}_head_rankings.csv", index=False)
+        work / MP.rankings_csv, index=False)
     return sts, rtr, score
 
 
@@ -98,16 +100,16 @@ def _tags(work, stage):
 
 def test_ablate_outputs_follow_the_rankings_and_the_definitions(in_workdir):
     work, _, (_, _, score) = in_workdir
-    frame = pd.read_csv(work / "results/ablation" / f"{MODEL}_ablation.csv")
+    frame = pd.read_csv(work / MP.ablation_csv)
     assert list(frame.columns) == ["order", "seed", "n_removed", "fraction", "kl_mean_nats",
                                    "kl_std_nats"]
     assert frame["n_removed"].unique().tolist() == [0, 3, 6, 9, 12]  # step ceil(12 / 4)
     assert (frame.loc[frame.n_removed == 0, "kl_mean_nats"] == 0).all()
-    npz = np.load(work / "results/ablation" / f"{MODEL}_ablation.npz")
+    npz = np.load(work / MP.ablation_npz)
     syn, red = syn_red_orders(np.arange(N), score)
     assert np.array_equal(npz["order_heads"][0], syn) and np.array_equal(npz["order_heads"][1], red)
     assert npz["kl_nats"].shape == (4, 5, 4)
-    metrics = pd.read_json(work / "results/ablation" / f"{MODEL}_ablation_metrics.json",
+    metrics = pd.read_json(work / MP.ablation_metrics,
                            typ="series")
     s = frame[frame.order == "syn_first"]
     assert metrics["auc_syn_first"] == pytest.approx(auc(s.fraction.to_numpy(),
@@ -116,30 +118,30 @@ def test_ablate_outputs_follow_the_rankings_and_the_definitions(in_workdir):
     tags, _ = _tags(work, "ablate")
     assert tags["syn_first_above_random_band"] in ("True", "False")
     assert tags["random_seeds"] == "0,1"
-    assert (work / "results/ablation" / f"{MODEL}_fig4a_ablation.png").stat().st_size > 5000
+    assert (work / MP.ablation_fig).stat().st_size > 5000
 
 
 def test_ablate_compare_recomputes_the_same_summary(in_workdir):
     work = in_workdir[0]
-    summary = pd.read_json(work / "results/ablate_compare/ablation_summary.json", typ="series")
-    metrics = pd.read_json(work / "results/ablation" / f"{MODEL}_ablation_metrics.json",
+    summary = pd.read_json(work / LadderPaths.ablate_compare_json, typ="series")
+    metrics = pd.read_json(work / MP.ablation_metrics,
                            typ="series")
     per = summary["per_model"][MODEL]
     assert per["ratio_syn_random"] == pytest.approx(metrics["ratio_syn_random"], rel=1e-6)
     assert per["syn_first_above_random_band"] == metrics["syn_first_above_random_band"]
-    assert (work / "results/ablate_compare/fig4a_overlay.png").is_file()
+    assert (work / LadderPaths.ablate_compare_fig).is_file()
 
 
 def test_graph_cores_metrics_equal_the_library_on_the_same_matrices(in_workdir):
     work, _, (sts, rtr, _) = in_workdir
-    metrics = pd.read_json(work / "results/graph_cores" / f"{MODEL}_graph_metrics.json",
+    metrics = pd.read_json(work / MP.graph_cores_metrics,
                            typ="series")
     cores = graph_cores(sts, rtr, 0.10, 0)
     assert metrics["synergy.modularity"] == pytest.approx(cores.synergy.modularity)
     assert metrics["redundancy.global_efficiency"] == pytest.approx(
         cores.redundancy.global_efficiency)
     assert metrics["synergy.n_edges"] == round(0.1 * 66)
-    npz = np.load(work / "results/graph_cores" / f"{MODEL}_graph_cores.npz")
+    npz = np.load(work / MP.graph_cores_npz)
     assert np.array_equal(npz["synergy_edges_i"], cores.synergy.edges_i)
     tags, _ = _tags(work, "graph_cores")
     assert tags["syn_more_efficient"] in ("True", "False")
@@ -147,7 +149,7 @@ def test_graph_cores_metrics_equal_the_library_on_the_same_matrices(in_workdir):
 
 def test_perturb_writes_every_condition_and_the_verdict(in_workdir):
     work = in_workdir[0]
-    out = work / "results/perturb" / MODEL
+    out = work / MP.perturb_dir
     summary = pd.read_csv(out / "summary.csv")
     assert summary["label"].tolist() == ["baseline", "synergistic", "redundant", "random_seed0",
                                          "random_seed1"]
@@ -159,7 +161,7 @@ def test_perturb_writes_every_condition_and_the_verdict(in_workdir):
         assert len(per) == 4
         acc = summary.loc[summary.label == label, "accuracy"].item()
         assert per["correct"].mean() == pytest.approx(acc)
-    metrics = pd.read_json(work / "results/perturb" / f"{MODEL}_perturb_metrics.json",
+    metrics = pd.read_json(work / MP.perturb_metrics,
                            typ="series")
     assert metrics["drop.synergistic"] == pytest.approx(summary.accuracy[0] - summary.accuracy[1])
     assert metrics["nll_rise.redundant"] == pytest.approx(
@@ -176,7 +178,7 @@ def test_sigma_zero_reaches_the_noise(in_workdir, tmp_path, monkeypatch):
     shutil.copytree(in_workdir[0] / "results/phiid", tmp_path / "results/phiid")
     monkeypatch.chdir(tmp_path)
     _run("perturb", _write_params(tmp_path, sigma=0.0))
-    summary = pd.read_csv(tmp_path / "results/perturb" / MODEL / "summary.csv")
+    summary = pd.read_csv(tmp_path / MP.perturb_dir / "summary.csv")
     assert (summary.gold_nll_nats == summary.gold_nll_nats[0]).all()
 
 

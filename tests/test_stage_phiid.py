@@ -19,12 +19,14 @@ from tests_paths import ROOT, stage_module
 
 from scalelens.errors import ScalelensError
 from scalelens.params import load_params
+from scalelens.paths import LadderPaths, model_paths
 from scalelens.phiid import load_result
 from scalelens.ranking import layer_profile, rank_heads
 from scalelens.stage import StageContext
 
 MODEL = "tiny:gemma3_text"  # 3 layers x 4 heads: the smallest tiny model with layer thirds
 N_LAYERS, N_HEADS = 3, 4
+MP = model_paths(MODEL)
 STEPS = 12
 COLUMNS = ["layer", "head", "flat_index", "synergy", "redundancy", "n_partners_synergy",
            "n_partners_redundancy", "synergy_rank", "redundancy_rank", "syn_red_score",
@@ -74,14 +76,14 @@ def in_workdir(workdir, monkeypatch):
 
 
 def _result(workdir):
-    return load_result(workdir / f"results/phiid/{MODEL}_pairwise_phiid.npz")
+    return load_result(workdir / MP.phiid_npz)
 
 
 def test_rankings_csv_is_rank_heads_of_the_saved_matrices(workdir):
     result = _result(workdir)
     assert result.sts.shape == (N_LAYERS * N_HEADS,) * 2 and result.unit == "nats"
     assert np.isfinite(result.sts[np.triu_indices(12, 1)]).all()
-    frame = pd.read_csv(workdir / f"results/phiid/{MODEL}_head_rankings.csv")
+    frame = pd.read_csv(workdir / MP.rankings_csv)
     assert list(frame.columns) == COLUMNS
     assert (frame["unit"] == "nats").all()
     expected = rank_heads(result.sts, result.rtr, N_LAYERS, N_HEADS).to_columns()
@@ -97,7 +99,7 @@ def test_rankings_csv_is_rank_heads_of_the_saved_matrices(workdir):
 
 def test_metrics_jsons_agree_with_the_saved_outputs(workdir):
     result = _result(workdir)
-    metrics = json.loads((workdir / f"results/phiid/{MODEL}_phiid_metrics.json").read_text())
+    metrics = json.loads((workdir / MP.phiid_metrics).read_text())
     upper = np.triu_indices(12, 1)
     assert metrics["mean_synergy"] == pytest.approx(np.mean(result.sts[upper]), rel=1e-12)
     assert metrics["mean_redundancy"] == pytest.approx(np.mean(result.rtr[upper]), rel=1e-12)
@@ -107,15 +109,15 @@ def test_metrics_jsons_agree_with_the_saved_outputs(workdir):
 
     ranking = rank_heads(result.sts, result.rtr, N_LAYERS, N_HEADS)
     profile = layer_profile(ranking)
-    rank_metrics = json.loads((workdir / f"results/phiid/{MODEL}_rank_metrics.json").read_text())
+    rank_metrics = json.loads((workdir / MP.rank_metrics).read_text())
     assert rank_metrics["peak_depth"] == profile.peak_depth
     assert rank_metrics["middle_more_synergistic"] is profile.middle_more_synergistic
     assert rank_metrics["middle_third_mean"] == pytest.approx(profile.middle_third_mean)
-    layer_json = json.loads((workdir / f"results/phiid/{MODEL}_layer_profile.json").read_text())
+    layer_json = json.loads((workdir / MP.layer_profile_json).read_text())
     np.testing.assert_allclose(layer_json["mean_score"], profile.mean_score)
     assert layer_json["depth"] == [0.0, 0.5, 1.0]
 
-    compare = json.loads((workdir / "results/compare_profiles/layer_profiles.json").read_text())
+    compare = json.loads((workdir / LadderPaths.compare_profiles_json).read_text())
     assert compare["n_models"] == 1
     assert compare["models"][MODEL]["peak_depth"] == profile.peak_depth
     assert compare["models"][MODEL]["middle_more_synergistic"] is profile.middle_more_synergistic
@@ -124,9 +126,7 @@ def test_metrics_jsons_agree_with_the_saved_outputs(workdir):
 def test_figures_and_mlflow_runs(workdir):
     import mlflow
 
-    for png in (f"results/phiid/{MODEL}_fig2a_pairwise.png",
-                f"results/phiid/{MODEL}_fig2b_syn_red_grid.png",
-                "results/compare_profiles/fig2c_layer_profiles.png"):
+    for png in (MP.phiid_fig, MP.rank_fig, LadderPaths.compare_profiles_fig):
         assert (workdir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     (phiid_run,) = mlflow.search_runs(experiment_names=["phiid"], output_format="list")
@@ -143,7 +143,7 @@ def test_figures_and_mlflow_runs(workdir):
 def test_shards_and_merge_equal_the_unsharded_result(in_workdir):
     unsharded = _result(in_workdir)
     params = _write_params(in_workdir, shards=2)
-    shard_dir = in_workdir / "results/phiid/shards" / MODEL
+    shard_dir = in_workdir / MP.phiid_shards
     try:
         _run("phiid", params, shard="0/2")
         early = _context("phiid", params, merge=True)

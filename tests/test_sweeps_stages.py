@@ -20,6 +20,7 @@ from tests_paths import ROOT, stage_module
 
 from scalelens.io import load_npz
 from scalelens.models import load_model
+from scalelens.paths import LadderPaths, model_paths
 from scalelens.sweeps import si as S
 
 MODELS = ["tiny:llama", "tiny:gpt_neox"]
@@ -98,14 +99,14 @@ def pipeline(tmp_path_factory, mlflow_env):
     return folder
 
 
-def read(folder: Path, path: str) -> dict:
+def read(folder: Path, path) -> dict:
     return json.loads((folder / path).read_text())
 
 
 def test_si_stage_output_follows_the_definitions(pipeline):
     for model in MODELS:
-        doc = read(pipeline, f"results/sweeps/si/{model}.json")
-        arrays = load_npz(pipeline / f"results/sweeps/si/{model}.npz")
+        doc = read(pipeline, model_paths(model).sweep_json("si"))
+        arrays = load_npz(pipeline / model_paths(model).sweep_npz("si"))
         ent = arrays["prompt_entropies"]
         assert ent.shape == (10, 2, 4)  # Standard-10 v3, tiny models have 2 layers x 4 heads
         assert doc["si"]["si_seed"]["point"] == pytest.approx(
@@ -124,14 +125,14 @@ def test_si_stage_output_follows_the_definitions(pipeline):
         assert max(doc["valid_lengths"]) <= 128 and doc["n_params_source"].startswith("counted")
         lm = load_model(model)
         assert doc["n_params"] == sum(p.numel() for p in lm.model.parameters())
-    assert read(pipeline, "results/sweeps/si/tiny:llama.json")["architecture"][
+    assert read(pipeline, model_paths("tiny:llama").sweep_json("si"))["architecture"][
         "attention_label"] == "GQA (4:2)"
 
 
 def test_gain_stage_output_follows_the_definitions(pipeline):
     for model in MODELS:
-        doc = read(pipeline, f"results/sweeps/gain/{model}.json")
-        arrays = load_npz(pipeline / f"results/sweeps/gain/{model}.npz")
+        doc = read(pipeline, model_paths(model).sweep_json("gain"))
+        arrays = load_npz(pipeline / model_paths(model).sweep_npz("gain"))
         h, b = arrays["hidden_norms"], arrays["block_output_norms"]
         assert h.shape == (25, 3) and b.shape == (25, 2)
         assert doc["g_seed"]["point"] == pytest.approx(np.mean(h[:, -2] / (h[:, -3] + 1e-10)))
@@ -144,10 +145,10 @@ def test_gain_stage_output_follows_the_definitions(pipeline):
 
 
 def test_uniformity_stage_output(pipeline):
-    doc = read(pipeline, "results/sweeps/uniformity/tiny:llama.json")
+    doc = read(pipeline, model_paths("tiny:llama").sweep_json("uniformity"))
     assert doc["layers"] == [0, 1, 2] and doc["category_names"] == ["alpha", "beta", "gamma"]
     assert doc["bos_rule"].startswith("skipped position 0")  # the byte tokenizer prepends BOS
-    arrays = load_npz(pipeline / "results/sweeps/uniformity/tiny:llama.npz")
+    arrays = load_npz(pipeline / model_paths("tiny:llama").sweep_npz("uniformity"))
     pref = arrays["nll_b"] - arrays["nll_a"]
     means = [pref[arrays["category_index"] == c].mean() for c in range(3)]
     np.testing.assert_allclose(doc["category_preference"], means, rtol=1e-9)
@@ -155,25 +156,25 @@ def test_uniformity_stage_output(pipeline):
 
 
 def test_verdict_jsons_state_rule_numbers_intervals(pipeline):
-    b11 = read(pipeline, "results/verdicts/si_verdict.json")
+    b11 = read(pipeline, LadderPaths.verdict_json("si"))
     assert b11["verdict"] == "SIZE_CONFOUND_DETECTED"  # tiny models' SI is far from 0.33
     assert b11["rule"].startswith("Seed 002") and b11["tier"] == "B-Tier"
     assert [m["name"] for m in b11["models"] if m["source"] == "measured"] == MODELS
     assert {"low", "high", "band_status"} <= set(b11["models"][0])
     assert isinstance(b11["intervals_could_change_verdict"], bool)
-    h25 = read(pipeline, "results/verdicts/gain_verdict.json")
+    h25 = read(pipeline, LadderPaths.verdict_json("gain"))
     for key in ("g_seed", "g_last"):
         v = h25[key]
         assert v["rule"].startswith("Seed 004") and v["n_models"] == 2
         assert v["verdict"] in ("VALIDATED", "INCONCLUSIVE")  # 2 models: seed rule, no r
         assert v["pearson_r"] is None and v["models"][0]["gain"]["low"] is not None
     assert h25["verdict_g_seed"] == h25["g_seed"]["verdict"]
-    peak = read(pipeline, "results/verdicts/uniformity_verdict.json")
+    peak = read(pipeline, LadderPaths.verdict_json("uniformity"))
     assert peak["verdict"] in ("STABLE", "SHIFTS") and peak["rule"].startswith("Seed 003")
     pcts = [m["max_pos_pct"] for m in peak["models"]]
     assert peak["std_peak_pct"] == pytest.approx(float(np.std(pcts)))
     for fig in ("si_ladder", "gain", "uniformity"):
-        assert (pipeline / f"results/figures/sweeps/{fig}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (pipeline / LadderPaths.verdict_fig(fig)).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_verdicts_are_mlflow_tags(pipeline):
@@ -185,13 +186,13 @@ def test_verdicts_are_mlflow_tags(pipeline):
         exp = client.get_experiment_by_name(stage)
         return client.search_runs([exp.experiment_id], max_results=1)[0].data.tags
 
-    b11 = read(pipeline, "results/verdicts/si_verdict.json")
+    b11 = read(pipeline, LadderPaths.verdict_json("si"))
     assert tags("si_verdict")["verdict.B11"] == b11["verdict"]
     assert tags("si_verdict")["tier.B11"] == b11["tier"]
-    h25 = read(pipeline, "results/verdicts/gain_verdict.json")
+    h25 = read(pipeline, LadderPaths.verdict_json("gain"))
     assert tags("gain_verdict")["verdict.H25.G_seed"] == h25["verdict_g_seed"]
     assert tags("gain_verdict")["verdict.H25.G_last"] == h25["verdict_g_last"]
-    peak = read(pipeline, "results/verdicts/uniformity_verdict.json")
+    peak = read(pipeline, LadderPaths.verdict_json("uniformity"))
     assert tags("uniformity_verdict")["verdict.peak_stability"] == peak["verdict"]
     si_tags = tags("si")
     assert si_tags["dtype_variant"] == "bf16" and si_tags["seeds"] == "42,123,456"
@@ -205,7 +206,7 @@ def test_one_model_gives_inconclusive_verdicts_not_a_crash(pipeline, tmp_path):
         assert run(name, tmp_path) == 0
     for name, key in (("si_verdict", None), ("gain_verdict", "g_seed"),
                       ("gain_verdict", "g_last"), ("uniformity_verdict", None)):
-        doc = read(tmp_path, f"results/verdicts/{name}.json")
+        doc = read(tmp_path, LadderPaths.verdict_json(name.removesuffix("_verdict")))
         v = doc[key] if key else doc
         assert v["verdict"] == "INCONCLUSIVE", name
         assert "at least 2" in v["reason"] and not v["intervals_could_change_verdict"]
@@ -216,8 +217,8 @@ def test_verdict_without_a_per_model_result_names_the_stage_to_run(pipeline, tmp
     write_params(tmp_path, models=["tiny:llama", "tiny:qwen2"])
     assert run("gain_verdict", tmp_path) == 2
     err = capfd.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "dvc repro gain@tiny:qwen2" in err[0]
-    assert not (tmp_path / "results/verdicts/gain_verdict.json").exists()
+    assert len(err) == 1 and "dvc repro gain@tiny-qwen2" in err[0]
+    assert not (tmp_path / LadderPaths.verdict_json("gain")).exists()
 
 
 @pytest.mark.parametrize("dataset, expected", [
@@ -238,7 +239,7 @@ def test_bad_dataset_is_one_line_naming_category_and_pair(tmp_path, capfd, datas
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("uniformity: error: pairs.json")
     assert expected in err[0]
-    assert not (tmp_path / "results/sweeps/uniformity/tiny:llama.json").exists()
+    assert not (tmp_path / model_paths("tiny:llama").sweep_json("uniformity")).exists()
 
 
 def test_model_without_eager_attention_is_a_one_line_error(tmp_path, capfd, mlflow_env):

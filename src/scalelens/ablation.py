@@ -34,6 +34,7 @@ from scalelens.batching import encode_left_padded, last_position_logits, length_
 from scalelens.errors import ScalelensError
 from scalelens.interventions import ablate_heads
 from scalelens.models.loading import LoadedModel
+from scalelens.paths import model_slug
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def require_rankings_fit(flat_index: np.ndarray, model: str, n_heads_total: int)
     """A head-rankings csv must list every head of the model it is applied to."""
     if len(flat_index) != n_heads_total:
         raise ScalelensError(f"rankings list {len(flat_index)} heads but {model} has "
-                             f"{n_heads_total}: rerun `dvc repro rank@{model}`")
+                             f"{n_heads_total}: rerun `dvc repro rank@{model_slug(model)}`")
 
 
 def syn_red_orders(flat_index: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from scalelens.errors import ScalelensError
 from scalelens.params import Params, load_params, params_sha256
+from scalelens.paths import ModelPaths, model_paths, require_input
 
 log = logging.getLogger("scalelens.stage")
 
@@ -40,12 +41,15 @@ class StageContext:
         return p
 
     @property
-    def model_slug(self) -> str:
-        """The model key as a file-name part: a local folder's name, 'org--name' for hub ids."""
-        key = self.model or ""
-        if os.sep in key and Path(key).is_dir():
-            return Path(key).name
-        return key.replace("/", "--")
+    def paths(self) -> ModelPaths:
+        """Every per-model result path of this stage's model (scalelens.paths)."""
+        return model_paths(self.model)
+
+    def input(self, path: str | Path, stage: str, model: str | None = None) -> Path:
+        """An upstream output this stage reads; a one-line error naming `stage` when missing.
+
+        `model` defaults to this stage's model; cross-model stages pass each model in turn."""
+        return require_input(path, stage, model if model is not None else self.model)
 
     @property
     def params_sha256(self) -> str:
@@ -123,11 +127,7 @@ def read_upstream_json(path: str | Path, stage: str, model: str) -> dict:
     """A json another stage wrote for `model`; a one-line error naming how to produce it."""
     import json
 
-    path = Path(path)
-    if not path.is_file():
-        raise ScalelensError(f"{path} not found: run `dvc repro {stage}@{model}` (or "
-                             f"`python stages/{stage}.py --model {model}`) first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(require_input(path, stage, model).read_text(encoding="utf-8"))
 
 
 def _remove_outs(ctx: StageContext | None) -> None:
