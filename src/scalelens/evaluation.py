@@ -166,7 +166,7 @@ def cached_dataset_rows(name: str, split: str = "test", cache_dir: str | Path | 
         raise BenchmarkError(
             f"math_path {name!r} is neither a local .jsonl/.parquet file nor a dataset in the "
             f"local Hugging Face cache; on a machine with network run "
-            f"`huggingface-cli download --repo-type dataset {name}`, or export the problems "
+            f"`hf download --repo-type dataset {name}`, or export the problems "
             f"to a jsonl file with `problem` and `solution` fields") from None
     files = sorted(p for p in root.rglob("*") if p.suffix in (".parquet", ".jsonl")
                    and split in p.relative_to(root).as_posix())

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -112,17 +113,8 @@ def _load_tiny(key: str, dtype: torch.dtype, attn: str):
     return model, byte_tokenizer(), "tiny"
 
 
-# transformers 4.57.3 to 4.x warns "incorrect regex pattern ... fix_mistral_regex" for every local
-# tokenizer with a vocabulary over 100,000 whose config.json was written by those versions, Mistral
-# or not (transformers issue #42591). The packaged models (Llama, Gemma 3, Qwen 2) are not
-# Mistral, so their cached tokenizers are loaded with the flag set to False: nothing is patched
-# (the same as without it) and the false warning is not printed.
-NOT_MISTRAL = {"fix_mistral_regex": False}
-
-
-def _from_pretrained(where: str, name: str, dtype: torch.dtype, attn: str,
-                     tokenizer_kw: dict | None = None, **kw):
-    tok = AutoTokenizer.from_pretrained(where, **kw, **(tokenizer_kw or {}))
+def _from_pretrained(where: str, name: str, dtype: torch.dtype, attn: str, **kw):
+    tok = AutoTokenizer.from_pretrained(where, **kw)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, attn_implementation=attn,
                                                  **kw)
     return model, tok
@@ -138,14 +130,26 @@ def _load_hub(hub_id: str, dtype: torch.dtype, attn: str):
                 f"model {hub_id!r} is not in the local Hugging Face cache "
                 f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}) and the hub cannot be "
                 f"reached; pre-cache it on a machine with network: "
-                f"`huggingface-cli download {hub_id}` (gated models need HF_TOKEN), then run with "
+                f"`hf download {hub_id}` (gated models need HF_TOKEN), then run with "
                 f"HF_HUB_OFFLINE=1"
             ) from None
         raise ModelLoadError(f"could not load {hub_id!r} from the hub: {e}") from None
 
 
+# Bumped whenever the cache's contents change meaning, so an older cache is rebuilt, not reused.
+# 2: SentencePiece GGUF tokenizers rebuilt exactly (scalelens.models.gguf_tokenizer); version 1
+#    used transformers' GGUF tokenizer, which splits Gemma 3 words into fragments.
+DEQUANT_FORMAT = 2
+
+# Tricky strings beside the built-in prompt sets for the rebuilt-tokenizer check
+TOKENIZER_CHECK_EXTRA = (
+    "The capital of France is", " leading space", "trailing space ", "digits 0123456789 3.14",
+    "accents: é ü ñ ß, CJK: 日本語, emoji: 😀, symbols: ∑ → ≠", "x" * 40, "a  b   c", "tab\tend",
+)
+
+
 def dequant_dir(sha256: str) -> Path:
-    return cache_root() / "dequant" / sha256
+    return cache_root() / "dequant" / f"v{DEQUANT_FORMAT}-{sha256}"
 
 
 def _load_packaged(spec: ModelSpec, dtype: torch.dtype, attn: str):
@@ -155,21 +159,62 @@ def _load_packaged(spec: ModelSpec, dtype: torch.dtype, attn: str):
     with FileLock(str(target) + ".lock"):
         if not (target / "COMPLETE").is_file():
             _build_dequant_cache(spec, target)
-    return _from_pretrained(str(target), spec.key, dtype, attn, tokenizer_kw=NOT_MISTRAL)
+    return _from_pretrained(str(target), spec.key, dtype, attn)
+
+
+def _tokenizer_check_texts() -> list[str]:
+    from scalelens.prompts import BUILTIN, load_prompt_set
+
+    texts = [t for name in sorted(BUILTIN) for t in load_prompt_set(name).texts]
+    return texts + list(TOKENIZER_CHECK_EXTRA)
+
+
+def gguf_tokenizer(path: Path):
+    """The tokenizer of a GGUF file: rebuilt exactly for SentencePiece vocabularies (checked
+    against the sentencepiece library), transformers' GGUF conversion for BPE ones."""
+    from scalelens.models import gguf_tokenizer as G
+
+    if G.tokenizer_model(path) == "llama":
+        try:
+            vocab = G.read_sentencepiece_vocab(path)
+        except G.GGUFTokenizerError:
+            vocab = None  # a SentencePiece vocabulary that ships merges: transformers reads it
+        if vocab is not None:
+            tok = G.build_tokenizer(vocab)
+            n = G.check_against_sentencepiece(tok, vocab, _tokenizer_check_texts())
+            log.info("%s: SentencePiece tokenizer rebuilt from the GGUF, identical to "
+                     "sentencepiece on %d texts", path.name, n)
+            return tok
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def _plain_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The de-quantised weights in an ordinary model (transformers 5 refuses to save a model
+    loaded from GGUF: its config still names the GGUF quantisation)."""
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(model.state_dict(), assign=True)
+    plain.tie_weights()
+    return plain
 
 
 def _build_dequant_cache(spec: ModelSpec, target: Path) -> None:
     path = gguf_path(spec)
     log.info("de-quantising %s (once; cached in %s)", path.name, target)
     try:
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        tok = gguf_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                      dtype=torch.float32)
+    except ScalelensError:
+        raise
     except Exception as e:  # the gguf reader raises assorted errors on a damaged file
         raise PackagedModelError(f"cannot read GGUF {path}: {type(e).__name__}: {e}") from None
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    _plain_copy(model).save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     (tmp / "COMPLETE").write_text(f"{spec.key} {spec.gguf.sha256}\n")
     shutil.rmtree(target, ignore_errors=True)
