@@ -31,7 +31,7 @@ def _manual_norms(lm, prompt, n_steps):
     return out
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "gemma3_text"])
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "gemma3_text", "qwen3_4b", "gemma3"])
 def test_norms_match_manual_recomputation_and_ignore_padding(tiny_lm, arch):
     lm = tiny_lm(arch)
     batched = capture_head_norms(lm, PROMPTS, max_new_tokens=5, min_new_tokens=5, batch_size=3,
@@ -103,7 +103,7 @@ def test_attention_needs_eager():
         attention_patterns(lm, "hi")
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "phi", "gpt2"])
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "phi", "gpt2", "gemma3_text_1b", "gemma3"])
 def test_forward_states_layout_and_nll(tiny_lm, arch):
     lm = tiny_lm(arch)
     fs = forward_states(lm, "which hidden state is which")

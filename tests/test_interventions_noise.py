@@ -5,16 +5,20 @@ import torch
 
 from scalelens.interventions import ablate_heads, gaussian_head_noise
 
-D = 8  # head_dim of every tiny model used here
-
 # Where head h's query rows / output columns live, written out by hand per layout (not taken from
-# the geometry under test): (q module path, q axis, q start(h)), (o module path, o axis).
+# the geometry under test): head_dim, (q module path, q axis, q start(h, d)), (o module path,
+# o axis). Paths are relative to the decoder layers, found by the prefix beside them.
 LAYOUT = {
-    "llama": ("self_attn.q_proj", 0, lambda h: h * D, "self_attn.o_proj", 1),
-    "phi3": ("self_attn.qkv_proj", 0, lambda h: h * D, "self_attn.o_proj", 1),
-    "gpt_neox": ("attention.query_key_value", 0, lambda h: 3 * h * D, "attention.dense", 1),
-    "gpt2": ("attn.c_attn", 1, lambda h: h * D, "attn.c_proj", 0),
+    "llama": (8, "self_attn.q_proj", 0, lambda h, d: h * d, "self_attn.o_proj", 1),
+    "phi3": (8, "self_attn.qkv_proj", 0, lambda h, d: h * d, "self_attn.o_proj", 1),
+    "gpt_neox": (8, "attention.query_key_value", 0, lambda h, d: 3 * h * d, "attention.dense", 1),
+    "gpt2": (8, "attn.c_attn", 1, lambda h, d: h * d, "attn.c_proj", 0),
+    # shaped like the real checkpoints: head_dim != hidden / heads, GQA 4:1, multimodal wrapper
+    "qwen3_4b": (16, "self_attn.q_proj", 0, lambda h, d: h * d, "self_attn.o_proj", 1),
+    "phi3_medium": (4, "self_attn.qkv_proj", 0, lambda h, d: h * d, "self_attn.o_proj", 1),
+    "gemma3": (16, "self_attn.q_proj", 0, lambda h, d: h * d, "self_attn.o_proj", 1),
 }
+LAYERS_PREFIX = {"gemma3": "language_model.layers"}  # not the vision tower's layers
 ARCHS = list(LAYOUT)
 
 
@@ -33,14 +37,15 @@ def _ids(seed=0):
 
 def _expected_mask(lm, arch, targets):
     """Boolean masks, per weight name, of the elements the noise may touch."""
-    q_path, q_axis, q_start, o_path, o_axis = LAYOUT[arch]
+    d, q_path, q_axis, q_start, o_path, o_axis = LAYOUT[arch]
+    layers = LAYERS_PREFIX.get(arch, "")
     sd = lm.model.state_dict()
     masks = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in sd.items()}
     for layer, head in targets:
-        prefix = next(k for k in sd if k.endswith(f".{layer}.{q_path}.weight"))
-        masks[prefix].narrow(q_axis, q_start(head), D).fill_(True)
-        o_name = next(k for k in sd if k.endswith(f".{layer}.{o_path}.weight"))
-        masks[o_name].narrow(o_axis, head * D, D).fill_(True)
+        q_name = next(k for k in sd if k.endswith(f".{layer}.{q_path}.weight") and layers in k)
+        masks[q_name].narrow(q_axis, q_start(head, d), d).fill_(True)
+        o_name = next(k for k in sd if k.endswith(f".{layer}.{o_path}.weight") and layers in k)
+        masks[o_name].narrow(o_axis, head * d, d).fill_(True)
     return masks
 
 
@@ -86,7 +91,7 @@ def test_noise_std_is_sigma_times_the_weight_std(tiny_lm, arch):
     before = _weights(lm)
     with gaussian_head_noise(lm, range(g.n_heads_total), sigma_rel=sigma, seed=0) as targets:
         during = _weights(lm)
-    q_path, _, _, o_path, _ = LAYOUT[arch]
+    _, q_path, _, _, o_path, _ = LAYOUT[arch]
     checked = 0
     for name, w in before.items():
         if not (name.endswith(q_path + ".weight") or name.endswith(o_path + ".weight")):
@@ -116,7 +121,8 @@ def test_noise_is_reproducible_per_seed_and_per_head(tiny_lm):
     assert not torch.equal(a, c)
     # head 0's noise does not depend on which other heads are targeted
     both = noisy([0, 1], 7)
-    assert torch.equal(both[:D], a[:D])
+    d = LAYOUT["phi3"][0]
+    assert torch.equal(both[:d], a[:d])
 
 
 def test_zero_sigma_changes_nothing_and_bad_arguments_raise(tiny_lm):

@@ -25,9 +25,10 @@ from scalelens.sweeps import si as S
 from scalelens.sweeps import uniformity as U
 
 # The registry's gemma3 entries (4B+) are multimodal wrappers around gemma3_text.
-FAMILIES = sorted({s.architecture for s in REGISTRY.values()} - {"gemma3"})
-FINAL_NORMS = ("model.norm", "model.final_layernorm", "gpt_neox.final_layer_norm",
-               "transformer.ln_f")
+# every registry architecture, plus the tiny models shaped like the real checkpoints
+FAMILIES = sorted({s.architecture for s in REGISTRY.values()} | {"qwen3_4b", "gemma3_text_1b"})
+FINAL_NORMS = ("model.norm", "model.language_model.norm", "model.final_layernorm",
+               "gpt_neox.final_layer_norm", "transformer.ln_f")
 TEXTS = ["which hidden state is which?", "a short one", "and a third, longer statement here"]
 
 

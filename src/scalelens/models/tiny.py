@@ -37,6 +37,30 @@ TINY_CONFIGS: dict[str, dict] = {
                      "num_attention_heads": 4, "rotary_pct": 0.25},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 256, "vocab_size": TINY_VOCAB,
                  "bos_token_id": 1, "eos_token_id": 2},
+    # Shaped like the real checkpoints: head_dim != hidden / heads and the real GQA ratios.
+    # Qwen3-4B: 32 query heads over 8 kv heads (4:1), head_dim 128 against 2560 / 32 = 80.
+    "qwen3_4b": {"model_type": "qwen3", "hidden_size": 40, "intermediate_size": 64,
+                 "num_hidden_layers": 3, "num_attention_heads": 8, "num_key_value_heads": 2,
+                 "head_dim": 16},
+    # Gemma 3 1B: 4 query heads over 1 kv head, head_dim 256 against 1152 / 4 = 288.
+    "gemma3_text_1b": {"model_type": "gemma3_text", "hidden_size": 36, "intermediate_size": 64,
+                       "num_hidden_layers": 3, "num_attention_heads": 4,
+                       "num_key_value_heads": 1, "head_dim": 12, "sliding_window": 16},
+    # Phi-3-medium: fused QKV with 40 query heads over 10 kv heads (4:1).
+    "phi3_medium": {"model_type": "phi3", "hidden_size": 32, "intermediate_size": 64,
+                    "num_hidden_layers": 2, "num_attention_heads": 8, "num_key_value_heads": 2},
+    # Gemma 3 4B and larger load as the multimodal Gemma3ForConditionalGeneration (the text
+    # model under model.language_model): 8 query heads over 4 kv heads, head_dim 256 against
+    # 2560 / 8 = 320, and a vision tower the studies never run.
+    "gemma3": {"model_type": "gemma3",
+               "text_config": {"hidden_size": 40, "intermediate_size": 64,
+                               "num_hidden_layers": 3, "num_attention_heads": 8,
+                               "num_key_value_heads": 4, "head_dim": 16, "sliding_window": 16},
+               "vision_config": {"hidden_size": 16, "intermediate_size": 32,
+                                 "num_hidden_layers": 1, "num_attention_heads": 2,
+                                 "image_size": 28, "patch_size": 14},
+               "mm_tokens_per_image": 4, "image_token_index": 299, "boi_token_index": 297,
+               "eoi_token_index": 298},
 }
 
 
@@ -80,9 +104,12 @@ def tiny_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32,
     if arch not in TINY_CONFIGS:
         raise ValueError(f"no tiny config for {arch!r}; choose one of {', '.join(TINY_CONFIGS)}")
     kwargs = dict(TINY_CONFIGS[arch])
-    if arch != "gpt2":
+    model_type = kwargs.pop("model_type", arch)
+    if "text_config" in kwargs:  # a multimodal wrapper: the text model gets the common fields
+        kwargs["text_config"] = {**_COMMON, **kwargs["text_config"]}
+    elif model_type != "gpt2":
         kwargs = {**_COMMON, **kwargs}
-    config = AutoConfig.for_model(arch, **kwargs)
+    config = AutoConfig.for_model(model_type, **kwargs)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype,
