@@ -71,13 +71,15 @@ class StageContext:
 
 
 def _quiet_libraries() -> None:
-    """Third-party chatter (deprecations, tokenizer notices) would bury the stage's own log."""
-    warnings.filterwarnings("ignore")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import transformers
+    """Third-party chatter (deprecations, tokenizer notices) would bury the stage's own log.
 
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    transformers reads these variables when a stage first imports it; importing it here would
+    cost every stage seconds, the verdict stages included, which never load a model."""
+    warnings.filterwarnings("ignore")
+    for var, value in (("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+                       ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")):
+        os.environ.setdefault(var, value)
     for name in ("mlflow", "alembic", "urllib3", "filelock"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -113,8 +113,11 @@ def compute_provenance() -> dict[str, str]:
     some kernels split reductions by thread (measured: qwen2.5-coder-0.5b's logits change at
     about 1e-6 relative between 1 and 2 threads; smollm2-135m's do not).
     """
-    import torch
+    import sys
 
+    torch = sys.modules.get("torch")  # a stage that never imported torch ran no torch kernel
+    if torch is None:
+        return {"torch_version": "not used", "torch_num_threads": "not used"}
     return {"torch_version": torch.__version__, "torch_num_threads": str(torch.get_num_threads())}
 
 
