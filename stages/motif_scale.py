@@ -12,7 +12,7 @@ import pandas as pd
 
 from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json, save_npz
-from scalelens.models import get_spec
+from scalelens.models.registry import get_spec
 from scalelens.motifs import GraphMotifResult, run_scale_analysis
 from scalelens.params import as_flat_dict
 from scalelens.paths import MotifPaths, require_input
@@ -50,7 +50,7 @@ def main(ctx: StageContext) -> None:
     baseline_rows = analysis.baseline.rows() if m.baseline else []
     save_csv(outs["baseline.csv"], pd.DataFrame(baseline_rows, columns=None if baseline_rows
                                                 else ["label", "note"]))
-    written = plot_all(analysis, OUT)
+    written = plot_all(analysis, figures)
     for name in set(figures) - set(written):  # a figure that does not apply (e.g. no baseline)
         written[name] = placeholder_figure(figures[name], f"{name}: not applicable "
                                            "(motifs.baseline is empty)")

@@ -47,8 +47,8 @@ def main(ctx: StageContext) -> None:
     flat, score = read_head_scores(rankings)
     items = benchmark_items(x)
 
-    out_dir = ctx.paths.perturb_dir
-    summary_path = ctx.out(out_dir / "summary.csv")
+    out_dir = ctx.out_dir(ctx.paths.perturb_dir)  # replaced whole: no file of an earlier run
+    summary_path = out_dir / "summary.csv"
     metrics_path = ctx.out(ctx.paths.perturb_metrics)
     fig_path = ctx.out(ctx.paths.perturb_fig)
 
@@ -65,7 +65,7 @@ def main(ctx: StageContext) -> None:
 
     rows = []
     for cond, s in zip(conditions, scores):
-        path = ctx.out(out_dir / f"{cond.label}.csv")
+        path = out_dir / f"{cond.label}.csv"
         save_csv(path, pd.DataFrame({
             "problem": range(s.n_problems), "gold": items.golds, "prediction": s.predictions,
             "correct": s.correct, "gold_nll_nats": s.nll_nats, "n_gold_tokens": s.n_gold_tokens}))

@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 from scalelens import capture
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json, save_npz
-from scalelens.models import load_model
-from scalelens.models.loading import LoadedModel, resolve_device
+from scalelens.models.loading import LoadedModel, load_model, resolve_device
 from scalelens.params import as_flat_dict
 from scalelens.prompts import load_prompt_set
 from scalelens.stage import StageContext, run_stage

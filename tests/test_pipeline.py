@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests_paths import ROOT
+from tests_paths import ROOT, repo_params
 
 from scalelens.errors import ScalelensError
 from scalelens.params import load_params
@@ -89,7 +89,7 @@ def test_every_stage_script_exists_and_is_in_dvc_yaml(in_root):
     for name, body in stages.items():
         do = body.get("do", body)
         script = f"stages/{name}.py"
-        assert Path(script).is_file() and do["cmd"].startswith(f"python {script}")
+        assert Path(script).is_file() and do["cmd"].startswith(f"sh scripts/py {script}")
         assert do["deps"][0] == script
 
 
@@ -129,7 +129,7 @@ def test_static_closure_contains_every_module_a_stage_really_imports(stage, in_r
 
 
 def test_a_hub_id_and_a_local_folder_get_their_own_stage_instances(tmp_path, in_root):
-    p = yaml.safe_load((in_root / "params.yaml").read_text())
+    p = repo_params()
     ckpt = tmp_path / "checkpoint-7"
     ckpt.mkdir()
     p["models"] = ["EleutherAI/pythia-70m", str(ckpt)]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from tests_paths import ROOT
+from tests_paths import ROOT, repo_params
 
 from scalelens.io import load_npz
 from scalelens.paths import model_paths
@@ -17,7 +17,7 @@ STAGE = ROOT / "stages" / "extract.py"
 
 
 def _params(models, **extract):
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = repo_params()
     p["models"] = models
     p["extract"].update({"max_new_tokens": 4, "min_new_tokens": 4, "batch_size": 8, **extract})
     return p

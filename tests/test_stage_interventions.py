@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests_paths import ROOT, stage_module
+from tests_paths import repo_params, stage_module
 
 from scalelens.ablation import auc, syn_red_orders
 from scalelens.errors import ScalelensError
@@ -39,7 +39,7 @@ def _run(name, params_path, model=MODEL):
 
 
 def _write_params(work, **top):
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = repo_params()
     p["models"] = [MODEL]
     p["device"] = "cpu"
     p["ablation"].update(n_prompts=4, n_points=4, random_seeds=[0, 1], batch_size=4)

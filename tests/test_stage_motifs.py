@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-from tests_paths import ROOT
+from tests_paths import ROOT, repo_params
 
 SETS = ["gemma3-270m", "gemma3-1b", "gemma3-4b", "baseline-haiku-synthetic"]
 
@@ -21,7 +21,7 @@ def _run(work, stage, *args):
 
 
 def _params(work, **motifs):
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = repo_params()
     p["motifs"].update({"graphs_dir": str(ROOT / "data" / "graphs"), "n_random": 6,
                         "n_jobs": 1, **motifs})
     (work / "params.yaml").write_text(yaml.safe_dump(p))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests_paths import ROOT, stage_module
+from tests_paths import repo_params, stage_module
 
 from scalelens.errors import ScalelensError
 from scalelens.params import load_params
@@ -34,7 +34,7 @@ COLUMNS = ["layer", "head", "flat_index", "synergy", "redundancy", "n_partners_s
 
 
 def _write_params(workdir, **phiid):
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = repo_params()
     p["models"] = [MODEL]
     p["device"] = "cpu"
     p["extract"].update(max_new_tokens=STEPS, min_new_tokens=STEPS, batch_size=64)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from tests_paths import ROOT, stage_module
+from tests_paths import ROOT, repo_params, stage_module
 
 from scalelens.io import load_npz
 from scalelens.models import load_model
@@ -37,7 +37,7 @@ SMALL_DATASET = {name: category(3, name) for name in ("alpha", "beta", "gamma")}
 
 def write_params(folder: Path, name: str = "params.yaml", models=MODELS, **sections) -> Path:
     """params.yaml of the repository with tiny models, small bootstraps and the small dataset."""
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data = repo_params()
     data["models"] = list(models)
     data["device"] = "cpu"
     data["si"].update(n_boot=40)
@@ -47,6 +47,8 @@ def write_params(folder: Path, name: str = "params.yaml", models=MODELS, **secti
         data[section].update(values)
     path = folder / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    if not (folder / "pairs.json").exists():  # params name it; a test may overwrite it
+        (folder / "pairs.json").write_text(json.dumps(SMALL_DATASET))
     return path
 
 
@@ -214,11 +216,13 @@ def test_one_model_gives_inconclusive_verdicts_not_a_crash(pipeline, tmp_path):
 
 def test_verdict_without_a_per_model_result_names_the_stage_to_run(pipeline, tmp_path, capfd):
     shutil.copytree(pipeline / "results", tmp_path / "results")
+    earlier = (tmp_path / LadderPaths.verdict_json("gain")).read_bytes()
     write_params(tmp_path, models=["tiny:llama", "tiny:qwen2"])
     assert run("gain_verdict", tmp_path) == 2
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dvc repro gain@tiny-qwen2" in err[0]
-    assert not (tmp_path / LadderPaths.verdict_json("gain")).exists()
+    # the earlier good verdict is left exactly as it was, not deleted
+    assert (tmp_path / LadderPaths.verdict_json("gain")).read_bytes() == earlier
 
 
 @pytest.mark.parametrize("dataset, expected", [

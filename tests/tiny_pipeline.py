@@ -46,7 +46,7 @@ def env(repo: Path) -> dict:
     """The environment a stage sees: this interpreter first on PATH, the copy's own code,
     MLflow in the repo."""
     out = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": str(Path(repo) / "src"),
+           "PYTHONPATH": str(Path(repo) / "src"), "SCALELENS_PYTHON": sys.executable,
            "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     out.pop("MLFLOW_TRACKING_URI", None)

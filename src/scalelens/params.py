@@ -243,18 +243,49 @@ def _build(cls, data, path: str):
 
 
 def parse_params(data: dict) -> Params:
+    """Types and keys only; `load_params` also validates every value (params_rules)."""
     return _build(Params, data, "")
 
 
+def validate_params(params: Params, root: str | Path) -> Params:
+    """Every value against scalelens.params_rules, paths relative to `root` (the repository)."""
+    from scalelens.params_rules import RuleError, validate
+
+    try:
+        validate(params, Path(root))
+    except RuleError as e:
+        raise ParamsError(str(e)) from None
+    return params
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ParamsError(
+                    f"{key!r} is given twice (lines {seen[key] + 1} and "
+                    f"{key_node.start_mark.line + 1}); YAML would silently keep the second")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read, type-check and validate params.yaml (unknown keys, wrong types, out-of-range values,
+    duplicate keys: one line naming the key path)."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found (run from the repository root)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except ParamsError as e:
+        raise ParamsError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
-    return parse_params(data or {})
+    return validate_params(parse_params(data or {}), path.resolve().parent)
 
 
 def params_sha256(path: str | Path = "params.yaml") -> str:

@@ -56,16 +56,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI overview ("No data available");
+# this kind opens it on its runs table, where the stages' runs, metrics and durations are.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def _experiment_id(mlflow, name: str) -> str:
     """Get or create the experiment under the file lock (two jobs must not both create it)."""
     with FileLock(LOCK_FILE):
         exp = _retry(mlflow.get_experiment_by_name, name)
         if exp is not None:
+            if exp.tags.get("mlflow.experimentKind") is None:  # made by an older scalelens
+                client = mlflow.tracking.MlflowClient()
+                for key, value in EXPERIMENT_KIND.items():
+                    _retry(client.set_experiment_tag, exp.experiment_id, key, value)
             return exp.experiment_id
         kwargs = {}
         if tracking_uri().startswith("sqlite:"):
             kwargs["artifact_location"] = (Path("mlruns") / name).resolve().as_uri()
-        return _retry(mlflow.create_experiment, name, **kwargs)
+        return _retry(mlflow.create_experiment, name, tags=EXPERIMENT_KIND, **kwargs)
 
 
 def _flatten(params: dict, prefix: str = "") -> dict[str, str]:
@@ -121,23 +130,107 @@ def compute_provenance() -> dict[str, str]:
     return {"torch_version": torch.__version__, "torch_num_threads": str(torch.get_num_threads())}
 
 
-@contextlib.contextmanager
-def stage_run(stage: str, model: str | None, params: dict, tags: dict[str, object]):
-    """An MLflow run for one stage invocation, with the provenance every run carries."""
+def environment() -> dict[str, str]:
+    """What machine and software ran the stage (tags of every run)."""
+    import platform
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    return {"python_version": platform.python_version(), "platform": platform.platform(),
+            "cpu_model": cpu, "cpu_count": str(os.cpu_count()),
+            "transformers_version": version("transformers"), "dvc_version": version("dvc"),
+            "mlflow_version": version("mlflow")}
+
+
+def pip_freeze() -> str:
+    """Every installed distribution as name==version lines, sorted (the run's environment)."""
+    from importlib import metadata
+
+    names = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
+             if d.metadata["Name"]}
+    return "\n".join(sorted(names, key=str.lower)) + "\n"
+
+
+def _base_tags(stage: str, model: str | None) -> dict[str, object]:
+    base = {"stage": stage, "git_commit": git_commit(), **environment(),
+            **compute_provenance()}
+    if model:
+        base["model"] = model
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    if exp_name:
+        base["dvc_exp_name"] = exp_name
+    return base
+
+
+def _start(stage: str, model: str | None):
     import mlflow
 
     with FileLock(LOCK_FILE):
         mlflow.set_tracking_uri(tracking_uri())
     exp_id = _experiment_id(mlflow, stage)
     name = f"{stage}:{model}" if model else stage
-    with _retry(mlflow.start_run, experiment_id=exp_id, run_name=name) as active:
-        run = StageRun(mlflow, active.info.run_id)
-        base = {"stage": stage, "git_commit": git_commit(), **compute_provenance()}
-        if model:
-            base["model"] = model
-        exp_name = os.environ.get("DVC_EXP_NAME")
-        if exp_name:
-            base["dvc_exp_name"] = exp_name
-        run.set_tags({**base, **tags})
+    active = _retry(mlflow.start_run, experiment_id=exp_id, run_name=name)
+    return mlflow, StageRun(mlflow, active.info.run_id)
+
+
+_SPAN: StageSpan | None = None
+
+
+class StageSpan:
+    """The MLflow run of one stage process, open from the stage's start to its end, so the run's
+    Duration is the stage's time. `stage_run` inside the stage logs into it."""
+
+    def __init__(self, stage: str, model: str | None):
+        global _SPAN
+        self.stage, self.model = stage, model
+        self._mlflow, self.run = _start(stage, model)
+        self.run.set_tags(_base_tags(stage, model))
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pip-freeze.txt"
+            path.write_text(pip_freeze(), encoding="utf-8")
+            self.run.log_artifact(path, artifact_path="environment")
+        _SPAN = self
+
+    def end(self, status: str) -> None:
+        """Close the run as FINISHED, FAILED or KILLED (torch's provenance as it ended up)."""
+        global _SPAN
+        _SPAN = None
+        try:
+            self.run.set_tags(compute_provenance())
+        finally:
+            _retry(self._mlflow.end_run, status=status)
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, model: str | None, params: dict, tags: dict[str, object]):
+    """The stage's MLflow run (its StageSpan's when run_stage opened one, else a new run), with
+    the provenance every run carries."""
+    span = _SPAN
+    if span is not None and (span.stage, span.model) == (stage, model):
+        span.run.set_tags({**compute_provenance(), **tags})
+        span.run.log_params(params)
+        yield span.run
+        return
+    mlflow, run = _start(stage, model)
+    try:
+        run.set_tags({**_base_tags(stage, model), **tags})
         run.log_params(params)
         yield run
+    except BaseException:
+        _retry(mlflow.end_run, status="FAILED")
+        raise
+    _retry(mlflow.end_run)

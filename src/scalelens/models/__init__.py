@@ -1,10 +1,25 @@
-"""Model registry, loading (packaged GGUF, hub, local, tiny) and per-architecture head geometry."""
+"""Model registry, loading (packaged GGUF, hub, local, tiny) and per-architecture head geometry.
 
-from scalelens.models.geometry import HeadGeometry, UnsupportedArchitectureError, head_geometry
-from scalelens.models.loading import LoadedModel, ModelLoadError, load_model
-from scalelens.models.registry import DEFAULT_LADDER, REGISTRY, ModelSpec, get_spec
+The names load lazily: `from scalelens.models.registry import ...` (or `get_spec` from here)
+does not import torch or transformers, so stages that never load a model start fast.
+"""
 
-__all__ = [
-    "DEFAULT_LADDER", "REGISTRY", "HeadGeometry", "LoadedModel", "ModelLoadError", "ModelSpec",
-    "UnsupportedArchitectureError", "get_spec", "head_geometry", "load_model",
-]
+from importlib import import_module
+
+_WHERE = {
+    "HeadGeometry": "geometry", "UnsupportedArchitectureError": "geometry",
+    "head_geometry": "geometry",
+    "LoadedModel": "loading", "ModelLoadError": "loading", "load_model": "loading",
+    "DEFAULT_LADDER": "registry", "REGISTRY": "registry", "ModelSpec": "registry",
+    "get_spec": "registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f"scalelens.models.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'scalelens.models' has no attribute {name!r}")

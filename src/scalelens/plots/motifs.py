@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -351,22 +351,26 @@ FIGURE_NAMES: tuple[str, ...] = (
 )
 
 
-def plot_all(analysis: ScaleAnalysis, out_dir: str | Path) -> dict[str, Path]:
-    """Write every figure as <out_dir>/<name>.png (baseline only if present); name -> path."""
-    out_dir = Path(out_dir)
+def plot_all(analysis: ScaleAnalysis,
+             out: str | Path | Mapping[str, Path]) -> dict[str, Path]:
+    """Write every figure (baseline only if present); name -> path. `out` is a folder (files
+    <name>.png) or a mapping from figure name to file."""
+    if isinstance(out, Mapping):
+        where = {name: Path(out[name]) for name in FIGURE_NAMES}
+    else:
+        where = {name: Path(out) / f"{name}.png" for name in FIGURE_NAMES}
     paths = {
-        "scale_heatmap": plot_scale_heatmap(analysis, out_dir / "scale_heatmap.png"),
-        "ffl_across_scales": plot_ffl_across_scales(analysis, out_dir / "ffl_across_scales.png"),
-        "key_motif_scaling": plot_key_motif_scaling(analysis, out_dir / "key_motif_scaling.png"),
-        "per_task_scaling": plot_per_task_scaling(analysis, out_dir / "per_task_scaling.png"),
-        "sp_overlay": plot_sp_overlay(analysis, out_dir / "sp_overlay.png"),
-        "cosine_matrix": plot_cosine_matrix(analysis.clustering, out_dir / "cosine_matrix.png"),
-        "dendrogram": plot_dendrogram(analysis.clustering, out_dir / "dendrogram.png"),
+        "scale_heatmap": plot_scale_heatmap(analysis, where["scale_heatmap"]),
+        "ffl_across_scales": plot_ffl_across_scales(analysis, where["ffl_across_scales"]),
+        "key_motif_scaling": plot_key_motif_scaling(analysis, where["key_motif_scaling"]),
+        "per_task_scaling": plot_per_task_scaling(analysis, where["per_task_scaling"]),
+        "sp_overlay": plot_sp_overlay(analysis, where["sp_overlay"]),
+        "cosine_matrix": plot_cosine_matrix(analysis.clustering, where["cosine_matrix"]),
+        "dendrogram": plot_dendrogram(analysis.clustering, where["dendrogram"]),
     }
     if analysis.baseline is not None:
         paths["baseline_comparison"] = plot_baseline_comparison(
-            analysis.baseline, out_dir / "baseline_comparison.png"
-        )
+            analysis.baseline, where["baseline_comparison"])
     return paths
 
 
