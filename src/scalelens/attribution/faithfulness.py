@@ -29,7 +29,6 @@ import torch
 
 from scalelens.attribution.architecture import ModelParts
 from scalelens.attribution.frozen import real_forward
-from scalelens.batching import encode_left_padded, position_ids_from_mask
 from scalelens.errors import ScalelensError
 from scalelens.models.loading import LoadedModel
 
@@ -129,10 +128,12 @@ def measure_faithfulness(model: torch.nn.Module, parts: ModelParts, input_ids: t
     )
 
 
-def unit_means(lm: LoadedModel, texts: Sequence[str], batch_size: int = 8) -> np.ndarray:
+def unit_means(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
     """Mean activation of every MLP unit, float64 [n_layers, n_units], for ``ablation="mean"``.
 
-    The mean is over every real (non-padding) position of every prompt in `texts`.
+    The mean is over every position of every prompt in `texts`. Prompts run one at a time:
+    no padding can leak into the means (left padding yields NaN at padded positions in float64,
+    which attention then spreads).
     """
     from scalelens.attribution.architecture import model_parts
 
@@ -140,30 +141,11 @@ def unit_means(lm: LoadedModel, texts: Sequence[str], batch_size: int = 8) -> np
     if not texts:
         raise FaithfulnessError("unit_means needs at least one prompt")
     parts = model_parts(lm.model)
-    total: torch.Tensor | None = None
+    total = torch.zeros((parts.n_layers, parts.n_units), dtype=torch.float64)
     count = 0
-    for start in range(0, len(texts), batch_size):
-        batch = encode_left_padded(lm, texts[start:start + batch_size])
-        mask = batch["attention_mask"].bool()
-        sums: list[torch.Tensor | None] = [None] * parts.n_layers
-
-        def make(layer, mask=mask, sums=sums):
-            def hook(module, args):
-                x = args[0].detach().to(torch.float64)
-                sums[layer] = (x * mask.unsqueeze(-1)).sum((0, 1))
-            return hook
-
-        handles = [parts.down(layer).register_forward_pre_hook(make(layer))
-                   for layer in range(parts.n_layers)]
-        try:
-            with torch.no_grad():
-                lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         position_ids=position_ids_from_mask(batch["attention_mask"]),
-                         use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
-        stacked = torch.stack(sums)
-        total = stacked if total is None else total + stacked
-        count += int(mask.sum())
-    return (total / count).cpu().numpy()
+    for text in texts:
+        ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0].to(lm.device)
+        _, acts = real_forward(lm.model, parts, ids)
+        total += acts[0].to(torch.float64).sum(1).cpu()
+        count += ids.numel()
+    return (total / count).numpy()
