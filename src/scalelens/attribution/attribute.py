@@ -59,13 +59,17 @@ def select_logit_targets(logits: torch.Tensor, max_logits: int,
                          logit_prob: float) -> tuple[np.ndarray, np.ndarray]:
     """(token ids, probabilities) of the top logits, until their cumulative probability first
     reaches `logit_prob`, at most `max_logits` (as circuit-tracer)."""
-    probs = torch.softmax(logits.to(torch.float64), dim=-1)
+    probs = torch.softmax(logits.detach().to("cpu", torch.float64), dim=-1)
     k = min(max_logits, probs.numel())
     top_p, top_i = torch.topk(probs, k)
     cutoff = int(torch.searchsorted(torch.cumsum(top_p, 0), torch.tensor(logit_prob,
                                                                           dtype=torch.float64)))
     n = min(cutoff + 1, k)
     return top_i[:n].numpy().astype(np.int64), top_p[:n].numpy()
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
 
 
 def _reset_peak_memory() -> bool:
@@ -109,12 +113,12 @@ def _completeness(store: RowStore, fp: FrozenPass, bias: ReplayValues, logit_ids
     is_logit = columns == LOGIT_ROW
     values = np.empty(columns.size)
     biases = np.empty(columns.size)
-    unit_values = fp.unit_values.detach().to(torch.float64).reshape(-1).numpy()
-    unit_bias = bias.unit_values.to(torch.float64).reshape(-1).numpy()
+    unit_values = _numpy(fp.unit_values).reshape(-1)
+    unit_bias = _numpy(bias.unit_values).reshape(-1)
     values[~is_logit] = unit_values[columns[~is_logit]]
     biases[~is_logit] = unit_bias[columns[~is_logit]]
-    values[is_logit] = fp.logits[logit_ids].to(torch.float64).numpy()
-    biases[is_logit] = bias.logits[logit_ids].to(torch.float64).numpy()
+    values[is_logit] = _numpy(fp.logits)[logit_ids]
+    biases[is_logit] = _numpy(bias.logits)[logit_ids]
     rms_units = float(np.sqrt(np.mean(unit_values ** 2)))
     rms_logits = float(np.sqrt(np.mean(values[is_logit] ** 2)))
     scale = np.maximum(np.abs(values), floor * np.where(is_logit, rms_logits, rms_units))
@@ -135,9 +139,9 @@ def _graph(store: RowStore, expanded: np.ndarray, rel_error: np.ndarray, logit_i
     node_layer = np.concatenate([layer, np.full(n_pos, -1), np.full(n_l, n_layers)])
     node_pos = np.concatenate([pos, np.arange(n_pos), np.full(n_l, n_pos - 1)])
     node_index = np.concatenate([unit, token_ids, logit_ids])
-    acts = fp.unit_values.detach().to(torch.float64).reshape(-1).numpy()
+    acts = _numpy(fp.unit_values).reshape(-1)
     activation = np.concatenate([acts[units], np.full(n_pos, np.nan),
-                                 fp.logits[logit_ids].to(torch.float64).numpy()])
+                                 _numpy(fp.logits)[logit_ids]])
 
     col_to_node = np.full(store.n_unit_columns, -1, dtype=np.int64)
     col_to_node[units] = np.arange(n_u)

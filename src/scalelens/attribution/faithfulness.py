@@ -102,7 +102,8 @@ def ablated_logits(model: torch.nn.Module, parts: ModelParts, input_ids: torch.T
     def make(layer):
         def edit(x):
             keep = masks[:, layer].to(x.device)
-            base = torch.zeros((), dtype=x.dtype) if fill is None else fill[layer].to(x.dtype)
+            base = (torch.zeros((), dtype=x.dtype, device=x.device) if fill is None
+                    else fill[layer].to(x.device, x.dtype))
             return torch.where(keep, x, base)
         return edit
 
@@ -117,10 +118,10 @@ def measure_faithfulness(model: torch.nn.Module, parts: ModelParts, input_ids: t
                          seed: int) -> Faithfulness:
     """f for the graph's units `keep` [L, T, m] and for the random baseline (one batched run)."""
     keeps = np.stack([np.zeros_like(keep, dtype=bool), keep.astype(bool), random_like(keep, seed)])
-    logits = ablated_logits(model, parts, input_ids, keeps, fill).to(torch.float64).numpy()
+    logits = ablated_logits(model, parts, input_ids, keeps, fill).to("cpu", torch.float64).numpy()
     ids = np.asarray(target_ids, dtype=np.int64)
     return Faithfulness(
-        z_full=full_logits.to(torch.float64).numpy()[ids],
+        z_full=full_logits.to("cpu", torch.float64).numpy()[ids],
         z_none=logits[0, ids],
         z_graph=logits[1, ids],
         z_random=logits[2, ids],

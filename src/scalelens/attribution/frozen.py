@@ -15,9 +15,12 @@ Frozen at their values on the prompt (recorded once, in the record pass, then co
 
 Leaves: the input-embedding module's output (one vector per position; GPT-2's absolute position
 embeddings are added after it and are therefore a constant, part of every target's bias) and every
-MLP's down-projection input (the units), which replace the real tensors with the same values. Since
-each MLP's output is a leaf, no path in the frozen model runs through another MLP unit: targets
-depend on the leaves only through the residual stream and the attention value/output paths.
+MLP's down-projection input (the units). In the record pass the down projection's OUTPUT becomes
+the autograd leaf (same values; a unit's effect is read off its gradient through the unit's
+down-projection column, see ``scalelens.attribution.rows``) and every MLP gets its input detached;
+in replays the down projection's input is replaced. Since each MLP's output is a leaf, no path in
+the frozen model runs through another MLP unit: targets depend on the leaves only through the
+residual stream and the attention value/output paths (and the frozen norms on the way).
 
 ``FrozenModel.record`` runs the frozen pass with the real leaf values (checking that every frozen
 norm and every unit's ``gain * linear_input`` reproduce the real module's output);
