@@ -189,6 +189,9 @@ def test_json_round_trips_through_loader_and_census(arch, tmp_path):
         else:
             assert node["node_id"].startswith("E_") and node["layer"] == "E"
         assert types[node["node_id"]] == node["feature_type"]
+    logit_nodes = [n for n in data["nodes"] if n["feature_type"] == "logit"]
+    assert [n["feature"] for n in logit_nodes] == [t.token_id for t in result.logit_targets]
+    assert [n["is_target_logit"] for n in logit_nodes] == [True] + [False] * (len(logit_nodes) - 1)
     assert sum(n["is_target_logit"] for n in data["nodes"]) == 1
     layers = dict(zip(graph.node_ids, graph.layers.tolist()))
     assert {layers[n["node_id"]] for n in data["nodes"] if n["feature_type"] == "logit"} == {

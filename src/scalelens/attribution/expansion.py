@@ -3,8 +3,9 @@
 As circuit-tracer's attribution loop: after the logit rows, the influence of every unit on the
 logits is computed from the rows known so far (``partial_influence`` over the stored entries,
 normalised by each row's exact full mass); the `update_interval * batch_size` most influential
-units not yet expanded are expanded (their rows computed, in batches of `batch_size`, each batch
-sorted by layer so a backward pass stops as low as it can), and the influence is recomputed,
+units not yet expanded are expanded (their rows computed in batches of `batch_size`, the queue
+sorted by position and layer, both descending, so each batch's backward pass and projections stop
+as early as they can), and the influence is recomputed,
 until `max_feature_nodes` units are expanded or no unexpanded unit has any influence. Ties in
 influence go to the lower column (layer, position, unit order), so the choice is deterministic.
 Only expanded units become graph nodes.
@@ -87,7 +88,9 @@ def expand(computer: RowComputer, store: RowStore, max_feature_nodes: int, batch
         queue = ranked[:min(update_interval * batch_size, max_feature_nodes - n_done)]
         layer, rest = np.divmod(queue, n_pos * n_units)
         pos, unit = np.divmod(rest, n_units)
-        order = np.lexsort((unit, pos, -layer))  # high layers first: each batch stops low
+        # last positions first, then high layers first: a batch's backward pass stops at its
+        # highest layer and its projections at its last position, so similar units go together
+        order = np.lexsort((unit, -layer, -pos))
         for start in range(0, queue.size, batch_size):
             sel = order[start:start + batch_size]
             batch = computer.rows(layer[sel], pos[sel], unit[sel])

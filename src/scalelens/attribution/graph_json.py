@@ -43,10 +43,15 @@ def _quoted(token: str) -> str:
 
 
 def _node_order(result: AttributionResult) -> np.ndarray:
+    """Kept nodes: embeddings by position, units by (layer, position, unit), logits by rank."""
     kept = np.flatnonzero(result.prune.node_mask)
-    kind_rank = np.array([1, 0, 2])[result.node_kind[kept]]  # embeddings, units, logits
-    return kept[np.lexsort((result.node_index[kept], result.node_pos[kept],
-                            result.node_layer[kept], kind_rank))]
+    kind = result.node_kind[kept]
+    kind_rank = np.array([1, 0, 2])[kind]  # embeddings, units, logits
+    logit = kind == LOGIT  # logit nodes are stored in rank order: keep it
+    index = np.where(logit, 0, result.node_index[kept])
+    pos = np.where(logit, 0, result.node_pos[kept])
+    layer = np.where(logit, kept, result.node_layer[kept])
+    return kept[np.lexsort((index, pos, layer, kind_rank))]
 
 
 def _node(result: AttributionResult, i: int, rank_of_logit: dict[int, int]) -> dict:
