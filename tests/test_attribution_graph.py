@@ -214,3 +214,32 @@ def test_same_prompt_twice_gives_identical_bytes(tmp_path):
     b = save_json(tmp_path / "b.json", two).read_bytes()
     assert a == b
     assert len(one["links"]) > 0
+
+
+def test_loader_reads_mlp_neuron_nodes():
+    data = {"metadata": {"slug": "hand"},
+            "nodes": [{"node_id": "E_5_0", "layer": "E", "feature_type": "embedding"},
+                      {"node_id": "0_7_0", "layer": "0", "feature_type": MLP_UNIT_FEATURE_TYPE},
+                      {"node_id": "1_3_0", "layer": "1", "feature_type": MLP_UNIT_FEATURE_TYPE},
+                      {"node_id": "3_9_0", "layer": "3", "feature_type": "logit"}],
+            "links": [{"source": "E_5_0", "target": "0_7_0", "weight": 0.5},
+                      {"source": "0_7_0", "target": "1_3_0", "weight": -0.25},
+                      {"source": "1_3_0", "target": "3_9_0", "weight": 2.0}]}
+    graph = parse_attribution_graph(data)
+    assert graph.feature_types == ("embedding", "mlp neuron", "mlp neuron", "logit")
+    assert graph.layers.tolist() == [-1, 0, 1, 2]  # logits right above the last unit layer
+    assert graph.signs.tolist() == [1, -1, 1]
+    data["nodes"][1]["feature_type"] = "mlp neurons"
+    with pytest.raises(ValueError, match="expected one of"):
+        parse_attribution_graph(data)
+
+
+def test_graph_without_units():
+    result = attribute_prompt(tiny64("qwen3"), PROMPT, AttributionSettings(max_feature_nodes=0))
+    q = result.quality
+    assert (q.n_units_expanded, q.n_units_kept, q.n_rows) == (0, 0, q.n_logits)
+    assert q.n_nodes == q.n_tokens + q.n_logits and q.n_edges > 0  # embeddings -> logits
+    assert q.faithfulness == 0.0  # keeping no unit is ablating every unit
+    assert q.completeness_max_rel_error < 1e-9
+    data = result.to_json_dict(slug="bare")
+    assert parse_attribution_graph(data).n_edges == q.n_edges
