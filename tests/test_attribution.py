@@ -198,3 +198,82 @@ def test_unsupported_architecture_is_a_clear_error():
     model = AutoModelForCausalLM.from_config(config)
     with pytest.raises(UnsupportedModelError, match="does not support architecture 'mistral'"):
         model_parts(model)
+
+
+def _gpt2_frozen(model, ids, patterns, frozen=None, unit_zero=None, emb_zero=None):
+    """GPT-2 written out by hand from its weights, attention patterns given (from the model).
+
+    frozen=None: the real model (returns its norm scales, MLP gains and units as `frozen`);
+    otherwise the frozen model: norm scales and gains from `frozen`, and every MLP's output made
+    from the recorded units (the leaves, so no path runs through another unit), with one unit
+    set to 0 by unit_zero=(layer, pos, unit) or one position's token embedding by emb_zero=pos.
+    Returns (last-position logits, each layer's gain * linear input, frozen).
+    """
+    t = model.transformer
+    n_head = model.config.n_head
+    record = frozen is None
+    frozen = {} if record else frozen
+    emb = t.wte.weight[ids].clone()
+    if emb_zero is not None:
+        emb[emb_zero] = 0
+    h = emb + t.wpe.weight[: ids.numel()]
+
+    def norm(name, ln, x):
+        centred = x - x.mean(-1, keepdim=True)
+        if record:
+            frozen[name] = 1 / torch.sqrt(centred.pow(2).mean(-1, keepdim=True) + ln.eps)
+        return centred * frozen[name] * ln.weight + ln.bias
+
+    units = []
+    for i, block in enumerate(t.h):
+        x = norm(f"ln1_{i}", block.ln_1, h)
+        qkv = x @ block.attn.c_attn.weight + block.attn.c_attn.bias
+        v = qkv[:, 2 * x.shape[-1]:].reshape(ids.numel(), n_head, -1).transpose(0, 1)
+        heads = (patterns[i][0] @ v).transpose(0, 1).reshape(ids.numel(), -1)
+        h = h + heads @ block.attn.c_proj.weight + block.attn.c_proj.bias
+        x = norm(f"ln2_{i}", block.ln_2, h)
+        pre = x @ block.mlp.c_fc.weight + block.mlp.c_fc.bias
+        if record:
+            frozen[f"gain_{i}"] = block.mlp.act(pre) / pre
+            frozen[f"unit_{i}"] = block.mlp.act(pre)
+        units.append(frozen[f"gain_{i}"] * pre)
+        leaf = frozen[f"unit_{i}"].clone()
+        if unit_zero is not None and unit_zero[0] == i:
+            leaf[unit_zero[1], unit_zero[2]] = 0
+        h = h + leaf @ block.mlp.c_proj.weight + block.mlp.c_proj.bias
+    x = norm("ln_f", t.ln_f, h)
+    return (x @ model.lm_head.weight.T)[-1], units, frozen
+
+
+def test_edges_against_a_hand_written_frozen_gpt2():
+    """The frozen model built apart from the attribution's hooks, from GPT-2's weights."""
+    lm = tiny64("gpt2")
+    model, parts = lm.model, model_parts(lm.model)
+    ids = prompt_ids(lm)
+    n_pos = ids.numel()
+    with torch.no_grad():
+        out = model(input_ids=ids[None], output_attentions=True, use_cache=False)
+        real_logits, real_units, frozen = _gpt2_frozen(model, ids, out.attentions)
+    assert torch.allclose(real_logits, out.logits[0, -1], rtol=0, atol=1e-12)
+    vocab = int(real_logits.argmax())
+    with FrozenModel(model, parts, ids) as fz:
+        fp = fz.record()
+        batch = RowComputer(fp, parts, top_k=4).rows([parts.n_layers, 1], [n_pos - 1, n_pos - 1],
+                                                      [vocab, 7])
+    for row in range(2):
+        for column, effect in zip(batch.top_index[row], batch.top_value[row]):
+            layer, rest = divmod(int(column), n_pos * parts.n_units)
+            pos, unit = divmod(rest, parts.n_units)
+            with torch.no_grad():
+                logits, units, _ = _gpt2_frozen(model, ids, out.attentions, frozen,
+                                                unit_zero=(layer, pos, unit))
+            before = real_logits[vocab] if row == 0 else real_units[1][n_pos - 1, 7]
+            after = logits[vocab] if row == 0 else units[1][n_pos - 1, 7]
+            assert float(before - after) == pytest.approx(effect, rel=1e-9, abs=1e-13)
+        for pos in (0, n_pos - 1):
+            with torch.no_grad():
+                logits, units, _ = _gpt2_frozen(model, ids, out.attentions, frozen, emb_zero=pos)
+            before = real_logits[vocab] if row == 0 else real_units[1][n_pos - 1, 7]
+            after = logits[vocab] if row == 0 else units[1][n_pos - 1, 7]
+            assert float(before - after) == pytest.approx(batch.embedding[row, pos], rel=1e-9,
+                                                          abs=1e-13)
