@@ -163,6 +163,21 @@ def _graph(store: RowStore, expanded: np.ndarray, rel_error: np.ndarray, logit_i
         row_mass, node_error
 
 
+def _all_rows(computer: RowComputer, logit_ids: np.ndarray, probs: np.ndarray,
+              settings: AttributionSettings) -> tuple[RowStore, np.ndarray]:
+    """The logit rows, then the unit rows chosen by influence; (rows, expanded unit columns)."""
+    n_layers, n_pos = computer.n_layers, computer.n_pos
+    store = RowStore(n_unit_columns=n_layers * n_pos * computer.n_units, n_pos=n_pos)
+    for start in range(0, logit_ids.size, settings.batch_size):
+        chunk = logit_ids[start:start + settings.batch_size]
+        batch = computer.rows(np.full(chunk.size, n_layers), np.full(chunk.size, n_pos - 1),
+                              chunk)
+        store.add(batch, np.full(chunk.size, LOGIT_ROW), probs[start:start + chunk.size])
+    expanded = expand(computer, store, settings.max_feature_nodes, settings.batch_size,
+                      settings.update_interval)
+    return store, expanded
+
+
 def attribute_prompt(lm: LoadedModel, text: str, settings: AttributionSettings | None = None,
                      means=None) -> AttributionResult:
     """The attribution graph of `text` under `lm` (see the module docstring).
@@ -189,14 +204,7 @@ def attribute_prompt(lm: LoadedModel, text: str, settings: AttributionSettings |
         bias = fz.replay()
         t_rows = time.perf_counter()
         computer = RowComputer(fp, parts, settings.row_top_k)
-        store = RowStore(n_unit_columns=n_layers * n_pos * n_units, n_pos=n_pos)
-        for start in range(0, logit_ids.size, settings.batch_size):
-            chunk = logit_ids[start:start + settings.batch_size]
-            batch = computer.rows(np.full(chunk.size, n_layers), np.full(chunk.size, n_pos - 1),
-                                  chunk)
-            store.add(batch, np.full(chunk.size, LOGIT_ROW), probs[start:start + chunk.size])
-        expanded = expand(computer, store, settings.max_feature_nodes, settings.batch_size,
-                          settings.update_interval)
+        store, expanded = _all_rows(computer, logit_ids, probs, settings)
         t_prune = time.perf_counter()
     frozen_gap = max(float((fp.logits - real_logits[0]).abs().max()),
                      float((fp.unit_values - real_acts[0]).abs().max()))
