@@ -6,6 +6,7 @@ from math import comb
 import numpy as np
 import pytest
 import torch
+from test_attribution import PROMPT, tiny64  # tests/ is on sys.path (conftest)
 
 from scalelens.attribution import (
     AttributionSettings,
@@ -18,7 +19,6 @@ from scalelens.attribution.faithfulness import measure_faithfulness, random_like
 from scalelens.attribution.frozen import real_forward
 from scalelens.attribution.result import LOGIT, UNIT
 from scalelens.io import save_json
-from scalelens.models import load_model
 from scalelens.motifs.census import triad_census
 from scalelens.motifs.loader import (
     MLP_UNIT_FEATURE_TYPE,
@@ -26,21 +26,8 @@ from scalelens.motifs.loader import (
     parse_attribution_graph,
 )
 
-PROMPT = "Mary gave the cat to"
 SETTINGS = AttributionSettings(max_feature_nodes=48, batch_size=16)
 _CACHE = {}
-
-
-def tiny64(arch):
-    if arch not in _CACHE:
-        lm = load_model(f"tiny:{arch}", dtype=torch.float64)
-        gen = torch.Generator().manual_seed(3)
-        with torch.no_grad():
-            for param in lm.model.parameters():
-                if param.ndim == 1:
-                    param.add_(0.2 * torch.randn(param.shape, generator=gen, dtype=param.dtype))
-        _CACHE[arch] = lm
-    return _CACHE[arch]
 
 
 def result_for(arch):
