@@ -277,3 +277,16 @@ def test_edges_against_a_hand_written_frozen_gpt2():
             after = logits[vocab] if row == 0 else units[1][n_pos - 1, 7]
             assert float(before - after) == pytest.approx(batch.embedding[row, pos], rel=1e-9,
                                                           abs=1e-13)
+
+
+def test_a_nonlinearity_left_live_stops_the_call(monkeypatch):
+    """Attention patterns left live (queries and keys not frozen): completeness catches it."""
+    from scalelens.attribution import AttributionError
+    from scalelens.attribution.frozen import _FreezeState
+
+    monkeypatch.setattr(_FreezeState, "attention_qk", lambda self, module, q, k: (q, k))
+    with pytest.raises(AttributionError, match="not affine in its leaves"):
+        attribute_prompt(tiny64("qwen3"), PROMPT, AttributionSettings(max_feature_nodes=8))
+    result = attribute_prompt(tiny64("qwen3"), PROMPT, AttributionSettings(
+        max_feature_nodes=8, max_completeness_error=float("inf")))
+    assert result.quality.completeness_max_rel_error > 1e-2

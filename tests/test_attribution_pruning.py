@@ -103,6 +103,7 @@ def test_partial_influence_matches_dense_influence():
     ({"ablation": "resample"}, "ablation must be one of zero, mean"),
     ({"random_seed": -1}, "random_seed must be an integer >= 0"),
     ({"completeness_floor": 0}, "completeness_floor must be a number > 0"),
+    ({"max_completeness_error": -1.0}, "max_completeness_error must be a number > 0"),
     ({"batch_size": True}, "batch_size must be an integer"),
 ])
 def test_settings_validation(kwargs, message):

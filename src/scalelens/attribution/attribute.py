@@ -210,6 +210,11 @@ def attribute_prompt(lm: LoadedModel, text: str, settings: AttributionSettings |
                      float((fp.unit_values - real_acts[0]).abs().max()))
     rel_error, is_logit = _completeness(store, fp, bias, logit_ids, n_pos, n_units,
                                         settings.completeness_floor)
+    if not rel_error.max() <= settings.max_completeness_error:
+        raise AttributionError(
+            f"{lm.key}: a row misses its target by {rel_error.max():.3g} (relative; allowed "
+            f"{settings.max_completeness_error:g}): the frozen model is not affine in its "
+            f"leaves, so some nonlinearity is not frozen (a transformers change?)")
     (kind, node_layer, node_pos, node_index, activation, adjacency, row_mass,
      node_error) = _graph(store, expanded, rel_error, logit_ids, fp, token_ids, n_layers, n_units)
     n_passes, norm_mismatch = computer.n_passes, fp.norm_mismatch

@@ -53,7 +53,8 @@ class AttributionSettings:
 
     Completeness errors are relative to ``max(|value|, completeness_floor * rms)``, rms the
     root mean square of the values of the targets of the same kind (all the prompt's units, or
-    the selected logits).
+    the selected logits). A largest error above `max_completeness_error` stops the call: the
+    frozen model is then not the affine map it should be (float32 rounding gives ~1e-5).
     """
 
     max_logits: int = 10
@@ -68,6 +69,7 @@ class AttributionSettings:
     ablation: str = "zero"
     random_seed: int = 0
     completeness_floor: float = 1e-3
+    max_completeness_error: float = 1e-2
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -90,6 +92,11 @@ class AttributionSettings:
             raise AttributionSettingsError(
                 f"completeness_floor must be a number > 0, got {floor!r}")
         set_(self, "completeness_floor", float(floor))
+        bound = self.max_completeness_error
+        if isinstance(bound, bool) or not isinstance(bound, int | float) or not bound > 0:
+            raise AttributionSettingsError(
+                f"max_completeness_error must be a number > 0 (inf: never stop), got {bound!r}")
+        set_(self, "max_completeness_error", float(bound))
 
     def to_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
