@@ -33,6 +33,7 @@ class RowStore:
     batches: list[RowBatch] = field(default_factory=list)
     columns: list[np.ndarray] = field(default_factory=list)  # per batch: unit column or LOGIT_ROW
     weights: list[np.ndarray] = field(default_factory=list)  # per batch: logit prob or 0
+    blocks: list[sp.csr_matrix] = field(default_factory=list)  # per batch: normalised rows
 
     @property
     def n_rows(self) -> int:
@@ -42,6 +43,7 @@ class RowStore:
         self.batches.append(batch)
         self.columns.append(np.asarray(columns, dtype=np.int64))
         self.weights.append(np.asarray(weights, dtype=np.float64))
+        self.blocks.append(self._normalized(batch))
 
     def stacked(self, name: str) -> np.ndarray:
         return np.concatenate([getattr(b, name) for b in self.batches])
@@ -51,10 +53,11 @@ class RowStore:
 
     def normalized_matrix(self) -> sp.csr_matrix:
         """|stored effect| / full row mass, [rows, unit columns + embedding columns]."""
-        top_index = self.stacked("top_index")
-        top_value = self.stacked("top_value")
-        embedding = self.stacked("embedding")
-        mass = self.stacked("mass")
+        return sp.vstack(self.blocks, format="csr")
+
+    def _normalized(self, batch: RowBatch) -> sp.csr_matrix:
+        top_index, top_value = batch.top_index, batch.top_value
+        embedding, mass = batch.embedding, batch.mass
         n_rows, k = top_index.shape
         safe = np.where(mass > 0, mass, 1.0)[:, None]
         rows = np.repeat(np.arange(n_rows), k + self.n_pos)

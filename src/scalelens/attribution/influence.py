@@ -86,7 +86,7 @@ def partial_influence(matrix: sp.csr_matrix, row_columns: np.ndarray,
     `row_weights` are the logit probabilities on logit rows, 0 elsewhere. Columns without a row
     pass no influence on.
     """
-    transposed = matrix.T.tocsr()
+    transposed = matrix.T  # CSC: its products with a vector need no conversion
     rows = np.asarray(row_columns)
     has_column = rows >= 0
     per_row = np.asarray(row_weights, dtype=np.float64)
