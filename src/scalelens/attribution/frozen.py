@@ -173,7 +173,8 @@ class FrozenModel:
     """Context manager: hooks that turn the forward pass on `input_ids` into the frozen model.
 
     Inside the block the model's parameters do not require grad, the model is in eval mode and
-    its attention implementation is ``FROZEN_ATTENTION``; all of it is restored on exit.
+    its attention implementation is ``FROZEN_ATTENTION``; all of it is restored on exit. Every
+    forward pass of the model inside the block is a frozen pass: run nothing else with it there.
     """
 
     def __init__(self, model: nn.Module, parts: ModelParts, input_ids: torch.Tensor):
@@ -214,7 +215,7 @@ class FrozenModel:
         self._stack.callback(handle.remove)
 
     def _install_hooks(self) -> None:
-        parts, st = self.parts, self.state
+        parts = self.parts
         self._hook(parts.embedding.register_forward_hook(self._embedding_hook))
         for module, kind in parts.norms:
             self._hook(module.register_forward_hook(self._norm_hook(kind), with_kwargs=True))
@@ -227,7 +228,6 @@ class FrozenModel:
             self._hook(parts.down(layer).register_forward_pre_hook(self._down_hook(layer)))
             self._hook(parts.down(layer).register_forward_hook(self._down_output_hook(layer)))
         self._hook(parts.unembedding.register_forward_hook(self._unembedding_hook))
-        del st
 
     # ------------------------------------------------------------------------------- hooks
     def _embedding_hook(self, module, args, output):
