@@ -5,8 +5,9 @@ The steps follow circuit-tracer's ``prune_graph`` on an adjacency ``A[target, so
 1. node influence ``I`` (``scalelens.attribution.influence``); keep the prunable nodes (units)
    whose influence is at least the threshold at which the top-influence nodes carry
    `node_threshold` of the total; embeddings and logits are always kept;
-2. zero the rows and columns of dropped nodes; edge scores ``N[t, s] * (I[t] + w[t])`` on that
-   pruned adjacency; keep the edges carrying `edge_threshold` of the total edge score;
+2. zero the rows and columns of dropped nodes; renormalise that pruned adjacency by its own
+   row sums and recompute the influence ``I'`` on it (both as circuit-tracer); edge scores
+   ``N'[t, s] * (I'[t] + w[t])``; keep the edges carrying `edge_threshold` of the total score;
 3. drop units left without a kept outgoing edge or without a kept incoming edge, and their edges,
    until nothing changes;
 4. keep at most `max_nodes` units, the most influential first (ties: lower index first), then
@@ -14,8 +15,11 @@ The steps follow circuit-tracer's ``prune_graph`` on an adjacency ``A[target, so
 
 Differences from circuit-tracer, all deliberate: entries that are exactly zero are never kept
 as edges (circuit-tracer keeps every entry whose score reaches a zero threshold) and units of
-zero influence are never kept; the row normalisation may use the rows' exact full mass
-(`row_mass`, see ``normalize_rows``); step 4 is new.
+zero influence are never kept; step 1 may normalise rows by their exact full mass (`row_mass`,
+see ``normalize_rows``: attribution passes it, since its rows store only some entries and a graph
+has no error nodes to hold the rest); step 4 is new. Step 2 renormalises over the kept nodes in
+either case: with exact masses there, a unit's incoming edges would score its coverage times its
+influence, a second-order small number, and the edge threshold would cut every edge into units.
 
 ``influence_kept`` = sum of ``I`` over the kept non-logit nodes / sum of ``I`` over all
 non-logit nodes (units and embeddings) of the unpruned graph: the share of the influence on the
