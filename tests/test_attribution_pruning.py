@@ -116,3 +116,13 @@ def test_settings_validation(kwargs, message):
 def test_settings_defaults_round_trip():
     settings = AttributionSettings()
     assert AttributionSettings(**settings.to_dict()) == settings
+
+
+def test_prune_graph_with_exact_row_mass():
+    # halved hops (see test_node_influence_by_hand): I = u0 .09375, u1 .375, u2 .125, e0 .203125;
+    # sorted u1, e0, u2, u0 of .796875: cumulative .47, .73, .88 -> u0 falls out, u2 stays
+    result = prune_graph(A, W, UNITS, row_mass=2 * np.abs(A).sum(1))
+    assert result.node_mask.tolist() == [False, True, True, True, True]
+    kept_edges = {(int(t), int(s)) for t, s in zip(*np.nonzero(result.edge_mask))}
+    assert kept_edges == {(U1, E0), (U2, E0), (LOGIT, U1), (LOGIT, U2)}
+    assert result.influence_kept == pytest.approx(0.703125 / 0.796875)
