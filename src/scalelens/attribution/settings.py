@@ -33,7 +33,12 @@ def _fraction(name: str, value, open_low: bool = False) -> float:
 
 @dataclass(frozen=True)
 class AttributionSettings:
-    """Every knob of `attribute_prompt`; defaults fit a 20-token SmolLM2-135M graph in ~5 s.
+    """Every knob of `attribute_prompt`.
+
+    Defaults: a 20-token SmolLM2-135M graph (384 unit rows, ~190 units kept) takes ~7 s on 2
+    idle cores; rows cost about L * T * d * (m + d) flops each (layers, tokens, hidden size, MLP
+    width), so Gemma 3 270M costs about the same and Qwen2.5 0.5B about 3-4 times as much per
+    row: give bigger models a smaller `max_feature_nodes` (bench/bench_attribution.py).
 
     Targets (as circuit-tracer): the top `max_logits` next-token logits at the last position,
     cut where their cumulative probability first reaches `logit_prob`.
