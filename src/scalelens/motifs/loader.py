@@ -36,11 +36,15 @@ from scalelens.errors import ScalelensError
 
 log = logging.getLogger(__name__)
 
+#: Nodes of transcoder-free, neuron-level graphs (scalelens.attribution): one MLP unit (a feature
+#: of the down projection's input) at one position.
+MLP_UNIT_FEATURE_TYPE = "mlp neuron"
 FEATURE_TYPES: tuple[str, ...] = (
     "cross layer transcoder",
     "mlp reconstruction error",
     "embedding",
     "logit",
+    MLP_UNIT_FEATURE_TYPE,
 )
 ERROR_FEATURE_TYPE = "mlp reconstruction error"
 EMBEDDING_LAYER = -1
