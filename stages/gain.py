@@ -25,6 +25,7 @@ from scalelens.params import as_flat_dict
 from scalelens.prompts import load_prompt_set
 from scalelens.stage import StageContext, run_stage
 from scalelens.sweeps import gain
+from scalelens.sweeps.verdicts import identify_loaded_model
 from scalelens.tracking import stage_run
 
 
@@ -61,8 +62,9 @@ def main(ctx: StageContext) -> None:
                      f"{lm.geometry.n_heads / head_dim:.4f}); the verdict uses the seed's rho")
     if lm.dequantised:
         notes.append("weights de-quantised from GGUF: not the original bf16 weights")
-    doc = {**result.to_dict(), "notes": notes, "source": lm.source, "device": device,
-           "dtype": dtype, "prompt_set": prompts.name, "prompt_md5": prompts.md5,
+    identity = identify_loaded_model(lm)  # family and size (the registry's, else counted)
+    doc = {**result.to_dict(), **identity.to_dict(), "notes": notes, "source": lm.source,
+           "device": device, "dtype": dtype, "prompt_set": prompts.name, "prompt_md5": prompts.md5,
            "n_prompts": len(prompts), "prompt_categories": list(prompts.categories),
            "n_tokens": n_tokens, "head_dim": head_dim,
            "capture": {"use_cache": False, "padding": False, "each_prompt_alone": True,
@@ -85,7 +87,8 @@ def main(ctx: StageContext) -> None:
             f"prompt_md5.{g.prompt_set}": prompts.md5, "source": lm.source,
             "dequantised_gguf": lm.dequantised, "regime.G_seed": regime(result.is_dampening_seed),
             "regime.G_last": regime(result.is_dampening_last),
-            "hidden_state_layout_ok": result.layout.intermediate_match_block_outputs}
+            "hidden_state_layout_ok": result.layout.intermediate_match_block_outputs,
+            "family": identity.family.family, "family_inferred": identity.family.inferred}
     with stage_run("gain", ctx.model, {"gain": as_flat_dict(g), "seed": p.seed,
                                        "device": device, "dtype": dtype}, tags) as run:
         run.log_metrics(metrics)

@@ -2,7 +2,8 @@
 
 Ins: the prompt set `si.prompt_set` (Standard-10 v3, MD5-checked against params.yaml).
 Outs: results/sweeps/si/<model>.json (SI_seed and SI_heads with 95% bootstrap intervals, per-seed
-summary, architecture facts, the dtype variant that passed the sanity check and every attempt),
+summary, architecture facts, the dtype variant that passed the sanity check and every attempt, the
+model's family and size as the verdict groups it),
 results/sweeps/si/<model>.npz (per-prompt entropies [prompt, layer, head], valid lengths, bootstrap
 replicates, per-seed SIs) and the metrics json results/sweeps/si/<model>_metrics.json.
 
@@ -29,6 +30,7 @@ from scalelens.params import as_flat_dict
 from scalelens.prompts import load_prompt_set
 from scalelens.stage import StageContext, run_stage
 from scalelens.sweeps import si
+from scalelens.sweeps.verdicts import identify_loaded_model
 from scalelens.tracking import stage_run
 
 log = logging.getLogger("scalelens.stages.si")
@@ -40,14 +42,6 @@ CAPTURE_FACTS = {"attn_implementation": "eager", "use_cache": False, "padding": 
 def text_config(lm: LoadedModel):
     """The language model's config (multimodal wrappers keep it in text_config)."""
     return getattr(lm.model.config, "text_config", None) or lm.model.config
-
-
-def model_size(lm: LoadedModel) -> tuple[float, str]:
-    """Parameters for the scale axis: the registry's nominal size, else counted from the weights."""
-    if lm.spec is not None:
-        return float(lm.spec.n_params), "registry (nominal size)"
-    counted = sum(p.numel() for p in lm.model.parameters())
-    return float(counted), "counted from the loaded weights (no registry entry)"
 
 
 def walk_dtype_variants(key: str, test_prompt: str, labels, device: str, max_length: int,
@@ -128,7 +122,7 @@ def main(ctx: StageContext) -> None:
     cfg = text_config(lm)
     g = lm.geometry
     facts = si.architecture_facts(g.n_layers, g.n_heads, cfg.hidden_size, g.n_kv_heads)
-    n_params, size_source = model_size(lm)
+    identity = identify_loaded_model(lm)  # family and size (the registry's, else counted)
     notes = [
         "si_seed.point is SI of the entropies averaged over the seeds' runs; with a deterministic "
         "pass it equals every per-seed SI (seed_summary)",
@@ -141,7 +135,7 @@ def main(ctx: StageContext) -> None:
     doc = {
         "model": ctx.model, "source": lm.source, "device": device.type,
         "dtype": selection.chosen, "dtype_selection": selection.to_dict(),
-        "n_params": n_params, "n_params_source": size_source, "size_b": n_params / 1e9,
+        **identity.to_dict(),
         "prompt_set": prompts.name, "prompt_md5": prompts.md5, "n_prompts": len(prompts),
         "max_length": s.max_length, "valid_lengths": lengths,
         "n_truncated_prompts": int((lengths >= s.max_length).sum()),
@@ -162,7 +156,7 @@ def main(ctx: StageContext) -> None:
         "si_seed_high": result.si_seed.high, "si_heads": result.si_heads.point,
         "si_heads_low": result.si_heads.low, "si_heads_high": result.si_heads.high,
         "si_seed_std_over_seeds": summary_seed.std, "rho_head": facts.rho_head,
-        "rho_kv": facts.rho_kv, "size_b": n_params / 1e9,
+        "rho_kv": facts.rho_kv, "size_b": identity.n_params / 1e9,
     }
     save_json(metrics_path, metrics)
 
@@ -172,7 +166,8 @@ def main(ctx: StageContext) -> None:
             "dtype_attempts": ",".join(f"{a.label}:{a.reason}" for a in selection.attempts),
             "attention_kind": facts.attention_label,
             "deterministic_seeds": summary_seed.deterministic,
-            "source": lm.source, "dequantised_gguf": lm.dequantised}
+            "source": lm.source, "dequantised_gguf": lm.dequantised,
+            "family": identity.family.family, "family_inferred": identity.family.inferred}
     logged = {k: v for k, v in as_flat_dict(s).items() if not k.startswith("references.")}
     with stage_run("si", ctx.model, {"si": logged, "seed": p.seed, "device": device.type,
                                      f"prompts.{s.prompt_set}": lock.md5}, tags) as run:

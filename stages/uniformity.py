@@ -4,7 +4,8 @@ Ins: the statement-pair file `uniformity.dataset` (schema: {category: {"descript
 "expected_effect": str, "pairs": [[statement_a, statement_b], ...]}}).
 Outs: results/sweeps/uniformity/<model>.json (per selected layer: Pearson r across categories of
 UA vs mean output preference, p, 95% bootstrap interval over pairs within categories; per-category
-UA and preference; the peak summary; the BOS rule applied), results/sweeps/uniformity/<model>.npz
+UA and preference; the peak summary; the BOS rule applied; the model's family and size as the
+verdict groups it), results/sweeps/uniformity/<model>.npz
 (per-statement NLL, category index, bootstrap replicates of r) and the metrics json
 results/sweeps/uniformity/<model>_metrics.json.
 
@@ -30,6 +31,7 @@ from scalelens.models.loading import LoadedModel
 from scalelens.params import as_flat_dict
 from scalelens.stage import StageContext, run_stage
 from scalelens.sweeps import uniformity as U
+from scalelens.sweeps.verdicts import identify_loaded_model
 from scalelens.tracking import stage_run
 
 
@@ -97,8 +99,9 @@ def main(ctx: StageContext) -> None:
         n_boot=u.n_boot, seed=u.boot_seed)
 
     data = Path(u.dataset).read_bytes()
-    doc = {**study.to_dict(), "source": lm.source, "device": device, "dtype": dtype,
-           "dataset": u.dataset, "dataset_md5": hashlib.md5(data).hexdigest(),
+    identity = identify_loaded_model(lm)  # family and size (the registry's, else counted)
+    doc = {**study.to_dict(), **identity.to_dict(), "source": lm.source, "device": device,
+           "dtype": dtype, "dataset": u.dataset, "dataset_md5": hashlib.md5(data).hexdigest(),
            "n_categories": len(ds.categories), "layer_step": u.layer_step,
            "bos_token": lm.tokenizer.bos_token, "bos_token_id": lm.tokenizer.bos_token_id,
            "bos_rule_counts": dict(Counter(rules)),
@@ -119,7 +122,8 @@ def main(ctx: StageContext) -> None:
 
     tags = {"params_sha256": ctx.params_sha256, "seed": p.seed, "boot_seed": u.boot_seed,
             "dataset_md5": doc["dataset_md5"], "bos_rule": rule[:500], "source": lm.source,
-            "dequantised_gguf": lm.dequantised}
+            "dequantised_gguf": lm.dequantised, "family": identity.family.family,
+            "family_inferred": identity.family.inferred}
     with stage_run("uniformity", ctx.model, {"uniformity": as_flat_dict(u), "seed": p.seed,
                                              "device": device, "dtype": dtype},
                    tags) as run:

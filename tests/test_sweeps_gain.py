@@ -152,11 +152,17 @@ def test_h25_report_on_both_metrics():
         b = h[:, 1:].copy()
         b[:, -1] = h[:, -2] * (0.8 if nh >= 16 else 1.2)
         results.append(G.residual_gain_study(h, b, nh, dm, model=name, n_boot=50))
-    rep = G.h25_report(results, n_boot=100, n_perm=100)
+    docs = [{**json.loads(to_json_text(r)), "family": "pythia", "size_b": i + 1.0}
+            for i, r in enumerate(results)]
+    inputs = [G.gain_inputs_from_dict(d) for d in docs]
+    rep = G.h25_report([s for s, _ in inputs], [last for _, last in inputs], n_boot=100,
+                       n_perm=100)
+    assert rep.premise.met and rep.premise.decided_on == ("pythia",)
     assert rep.g_last.verdict == G.VALIDATED  # both high-rho models dampen in their last block
     assert rep.g_seed.metric == "G_seed" and rep.g_last.metric == "G_last"
     doc = json.loads(to_json_text(rep))
     assert doc["verdict_g_last"] == G.VALIDATED and "rule" in doc["g_seed"]
+    assert doc["g_last"]["by_family"]["pythia"]["verdict"] == G.VALIDATED
 
 
 def test_gain_inputs_round_trip_through_json():

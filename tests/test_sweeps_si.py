@@ -268,8 +268,8 @@ REFS = {"Phi-3-mini (3.8B)": {"si": 0.329, "size_b": 3.8},
         "Phi-3-medium (14B)": {"si": 0.334, "size_b": 14.0}}
 
 
-def measured(name, value, half=0.01, size=None):
-    return si.MeasuredSI(name, value, value - half, value + half, size)
+def measured(name, value, half=0.01, size=None, family="phi"):
+    return si.MeasuredSI(name, value, value - half, value + half, size, family=family)
 
 
 def test_b11_heritage_confirmed():
@@ -303,13 +303,15 @@ def test_b11_straddling_interval_is_undecided_and_could_change_verdict():
 
 
 def test_b11_no_measured_model_is_inconclusive_not_crash():
-    v = si.b11_verdict([si.MeasuredSI("broken", math.nan, math.nan, math.nan)], REFS)
+    v = si.b11_verdict([si.MeasuredSI("broken", math.nan, math.nan, math.nan, family="phi")],
+                       REFS)
     assert v.verdict == "INCONCLUSIVE" and v.excluded_models == ("broken",)
-    assert "no measured model" in v.reason
+    assert v.premise.met and "no measured Phi-family model" in v.reason
 
 
 def test_measured_si_round_trips_through_json():
     res = si.specialization_index(np.random.default_rng(9).random((6, 3, 4)), n_boot=30)
-    m = si.measured_si_from_dict("m", json.loads(to_json_text(res)), size_b=1.3)
+    m = si.measured_si_from_dict("m", json.loads(to_json_text(res)), size_b=1.3, family="phi")
     assert m.si == pytest.approx(res.si_seed.point) and m.high == pytest.approx(res.si_seed.high)
     assert m.si_heads == pytest.approx(res.si_heads.point) and m.size_b == 1.3
+    assert m.family == "phi"

@@ -24,6 +24,7 @@ from scalelens.paths import LadderPaths, model_paths
 from scalelens.sweeps import si as S
 
 MODELS = ["tiny:llama", "tiny:gpt_neox"]
+NO_PHI = "no Phi-family model in the ladder; B11 compares Phi-1.5/Phi-2 with the Phi-3 references"
 
 
 def category(n, prefix):
@@ -127,6 +128,13 @@ def test_si_stage_output_follows_the_definitions(pipeline):
         assert max(doc["valid_lengths"]) <= 128 and doc["n_params_source"].startswith("counted")
         lm = load_model(model)
         assert doc["n_params"] == sum(p.numel() for p in lm.model.parameters())
+        # a tiny key's family is its config's model_type, marked inferred, in every study
+        arch = model.removeprefix("tiny:")
+        for stage in ("si", "gain", "uniformity"):
+            d = read(pipeline, model_paths(model).sweep_json(stage))
+            assert (d["family"], d["family_inferred"], d["model_type"]) == (arch, True, arch)
+            assert d["family_source"].startswith(f"tiny random model {model}; inferred")
+            assert d["size_b"] == pytest.approx(doc["n_params"] / 1e9)
     assert read(pipeline, model_paths("tiny:llama").sweep_json("si"))["architecture"][
         "attention_label"] == "GQA (4:2)"
 
@@ -157,24 +165,34 @@ def test_uniformity_stage_output(pipeline):
     assert len(doc["r"]) == 3 and doc["n_pairs"] == 9
 
 
-def test_verdict_jsons_state_rule_numbers_intervals(pipeline):
+def test_verdict_jsons_state_premise_rule_numbers_intervals(pipeline):
+    # two tiny models of two families (llama, gpt_neox): no premise is met
     b11 = read(pipeline, LadderPaths.verdict_json("si"))
-    assert b11["verdict"] == "SIZE_CONFOUND_DETECTED"  # tiny models' SI is far from 0.33
-    assert b11["rule"].startswith("Seed 002") and b11["tier"] == "B-Tier"
-    assert [m["name"] for m in b11["models"] if m["source"] == "measured"] == MODELS
-    assert {"low", "high", "band_status"} <= set(b11["models"][0])
-    assert isinstance(b11["intervals_could_change_verdict"], bool)
+    assert b11["verdict"] == "NOT_APPLICABLE" and b11["tier"] is None
+    assert b11["premise"]["met"] is False and b11["reason"] == NO_PHI == b11["premise"]["reason"]
+    assert b11["premise"]["checked"]["families_of_measured_models"] == {
+        "tiny:llama": "llama", "tiny:gpt_neox": "gpt_neox"}
+    assert b11["rule"].startswith("Seed 002")
+    measured = [m for m in b11["models"] if m["source"] == "measured"]
+    assert [m["name"] for m in measured] == MODELS and not any(m["counted"] for m in measured)
+    assert {"low", "high", "band_status", "family"} <= set(measured[0])  # still reported
+    assert b11["within_family"]["n_steps"] == 0
     h25 = read(pipeline, LadderPaths.verdict_json("gain"))
+    assert h25["premise"]["reason"] == ("no family has 3 or more models in the ladder (models per "
+                                        "family: llama 1, gpt_neox 1)")
     for key in ("g_seed", "g_last"):
         v = h25[key]
-        assert v["rule"].startswith("Seed 004") and v["n_models"] == 2
-        assert v["verdict"] in ("VALIDATED", "INCONCLUSIVE")  # 2 models: seed rule, no r
-        assert v["pearson_r"] is None and v["models"][0]["gain"]["low"] is not None
+        assert v["rule"].startswith("Seed 004") and v["verdict"] == "NOT_APPLICABLE"
+        across = v["across_family"]
+        assert across["label"].startswith("descriptive only") and across["n_models"] == 2
+        assert across["pearson_r"] is None and across["models"][0]["gain"]["low"] is not None
     assert h25["verdict_g_seed"] == h25["g_seed"]["verdict"]
     peak = read(pipeline, LadderPaths.verdict_json("uniformity"))
-    assert peak["verdict"] in ("STABLE", "SHIFTS") and peak["rule"].startswith("Seed 003")
-    pcts = [m["max_pos_pct"] for m in peak["models"]]
-    assert peak["std_peak_pct"] == pytest.approx(float(np.std(pcts)))
+    assert peak["verdict"] == "NOT_APPLICABLE" and peak["rule"].startswith("Seed 003")
+    across = peak["across_family"]
+    pcts = [m["max_pos_pct"] for m in across["models"]]
+    assert across["std_peak_pct"] == pytest.approx(float(np.std(pcts)))
+    assert [m["family"] for m in across["models"]] == ["llama", "gpt_neox"]
     for fig in ("si_ladder", "gain", "uniformity"):
         assert (pipeline / LadderPaths.verdict_fig(fig)).read_bytes()[:4] == b"\x89PNG"
 
@@ -189,19 +207,23 @@ def test_verdicts_are_mlflow_tags(pipeline):
         return client.search_runs([exp.experiment_id], max_results=1)[0].data.tags
 
     b11 = read(pipeline, LadderPaths.verdict_json("si"))
-    assert tags("si_verdict")["verdict.B11"] == b11["verdict"]
-    assert tags("si_verdict")["tier.B11"] == b11["tier"]
+    assert tags("si_verdict")["verdict.B11"] == b11["verdict"] == "NOT_APPLICABLE"
+    assert tags("si_verdict")["tier.B11"] == "none (premise not met)"
+    assert tags("si_verdict")["premise_met.B11"] == "False"
+    si_runs = client.search_runs([client.get_experiment_by_name("si").experiment_id])
+    assert {r.data.tags["family"] for r in si_runs} == {"llama", "gpt_neox"}
     h25 = read(pipeline, LadderPaths.verdict_json("gain"))
     assert tags("gain_verdict")["verdict.H25.G_seed"] == h25["verdict_g_seed"]
     assert tags("gain_verdict")["verdict.H25.G_last"] == h25["verdict_g_last"]
     peak = read(pipeline, LadderPaths.verdict_json("uniformity"))
     assert tags("uniformity_verdict")["verdict.peak_stability"] == peak["verdict"]
+    assert tags("gain_verdict")["decided_on.H25"] == "none"
     si_tags = tags("si")
     assert si_tags["dtype_variant"] == "bf16" and si_tags["seeds"] == "42,123,456"
     assert si_tags["prompt_md5.standard10_v3"] == "715065bab181f46bf12ed471951141e2"
 
 
-def test_one_model_gives_inconclusive_verdicts_not_a_crash(pipeline, tmp_path):
+def test_one_model_gives_not_applicable_verdicts_not_a_crash(pipeline, tmp_path):
     shutil.copytree(pipeline / "results", tmp_path / "results")
     write_params(tmp_path, models=["tiny:llama"], si={"references": {}})
     for name in ("si_verdict", "gain_verdict", "uniformity_verdict"):
@@ -210,8 +232,9 @@ def test_one_model_gives_inconclusive_verdicts_not_a_crash(pipeline, tmp_path):
                       ("gain_verdict", "g_last"), ("uniformity_verdict", None)):
         doc = read(tmp_path, LadderPaths.verdict_json(name.removesuffix("_verdict")))
         v = doc[key] if key else doc
-        assert v["verdict"] == "INCONCLUSIVE", name
-        assert "at least 2" in v["reason"] and not v["intervals_could_change_verdict"]
+        assert v["verdict"] == "NOT_APPLICABLE", name
+        assert not v["intervals_could_change_verdict"]
+        assert doc["premise"]["met"] is False and v["reason"] == doc["premise"]["reason"]
 
 
 def test_verdict_without_a_per_model_result_names_the_stage_to_run(pipeline, tmp_path, capfd):
@@ -295,3 +318,162 @@ def test_dtype_walk_loads_each_variant_and_keeps_the_first_that_passes(monkeypat
     assert selection.chosen == "fp16" and lm.dtype == torch.float16
     assert [(a.label, a.reason) for a in selection.attempts] == [("bf16", "nan_inf"),
                                                                   ("fp16", "passed")]
+
+
+# ---------------------------------------------------------------- verdicts on hand-made results
+
+
+def identity(key: str) -> dict:
+    """What the per-model stages record for a registry key (family, nominal size)."""
+    from scalelens.sweeps.verdicts import identify_model
+
+    return identify_model(key, None, counted_params=0).to_dict()
+
+
+def write_per_model(folder: Path, key: str, si_point: float, rho: float, gains: list,
+                    n_layers: int, peak_layer: int) -> None:
+    """Per-model jsons of si, gain and uniformity for one registry key, with chosen numbers."""
+    from scalelens.sweeps import uniformity as U
+
+    ident = identity(key)
+    si_doc = {"model": key, "dtype": "bf16", "architecture": {}, "seed_summary": {},
+              "prompt_md5": "715065bab181f46bf12ed471951141e2", **ident,
+              "si": {name: {"point": si_point + shift, "low": si_point + shift - 0.02,
+                            "high": si_point + shift + 0.02, "level": 0.95, "n_boot": 20,
+                            "n_valid_replicates": 20}
+                     for name, shift in (("si_seed", 0.0), ("si_heads", 0.1))}}
+    gain_doc = {"model": key, "rho": rho, "g_seed_per_prompt": gains,
+                "g_last_per_prompt": [g * 0.9 for g in gains], "g_with_ln": {}, "d_head": 64,
+                "head_dim": 64, "hidden_state_layout": {}, "prompt_md5": "x", **ident}
+    layers = U.select_layers(n_layers, 4)
+    depth = np.array(layers) / n_layers * 100
+    r = 0.8 * np.exp(-(((depth - peak_layer / n_layers * 100) / 30) ** 2)) - 0.3
+    pk = U.peak_summary(layers, r, n_layers)
+    study = U.UniformityStudy(
+        model=key, n_layers=n_layers, layers=layers, depth_pct=depth, r=r,
+        p=np.full(len(layers), 0.2), r_low=r - 0.2, r_high=r + 0.2,
+        r_replicates=np.zeros((0, len(layers))), category_names=("a", "b", "c"),
+        category_ua=np.zeros((len(layers), 3)), category_preference=np.zeros(3), peak=pk,
+        peak_pct_replicates=np.full(20, pk.max_pos_pct), peak_pct_low=pk.max_pos_pct - 4,
+        peak_pct_high=pk.max_pos_pct + 4, bos_rule="kept position 0", n_pairs=9, n_boot=20,
+        level=0.95)
+    ua_doc = {**json.loads(json.dumps(study.to_dict())), **ident, "dataset_md5": "d"}
+    for stage, doc in (("si", si_doc), ("gain", gain_doc), ("uniformity", ua_doc)):
+        path = folder / model_paths(key).sweep_json(stage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+
+
+# the default ladder: (key, SI_seed, rho (seed's d_head), G per prompt, layers, peak layer)
+DEFAULT_LADDER = [("smollm2-135m", 0.52, 9 / 64, [1.1, 1.3], 30, 8),
+                  ("gemma3-270m", 0.41, 4 / 160, [0.9, 0.7], 18, 16),
+                  ("qwen2.5-coder-0.5b", 0.30, 14 / 64, [1.2, 1.4], 24, 8),
+                  ("qwen2.5-coder-1.5b", 0.45, 12 / 128, [0.8, 1.0], 28, 12)]
+
+
+def run_verdicts(folder: Path, ladder) -> dict:
+    write_params(folder, models=[row[0] for row in ladder])
+    for row in ladder:
+        write_per_model(folder, *row)
+    for name in ("si_verdict", "gain_verdict", "uniformity_verdict"):
+        assert run(name, folder) == 0, name
+    return {name: read(folder, LadderPaths.verdict_json(name)) for name in
+            ("si", "gain", "uniformity")}
+
+
+def test_default_ladder_shape_b11_and_h25_not_applicable_peak_decided_on_qwen(tmp_path,
+                                                                            mlflow_env):
+    v = run_verdicts(tmp_path, DEFAULT_LADDER)
+    b11, h25, ua = v["si"], v["gain"], v["uniformity"]
+    assert b11["verdict"] == "NOT_APPLICABLE" and b11["reason"] == NO_PHI and b11["tier"] is None
+    assert b11["per_model"]["qwen2.5-coder-1.5b"]["family"] == "qwen2.5-coder"
+    (step,) = b11["within_family"]["steps"]
+    assert (step["before"], step["after"]) == ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+    assert step["changes"]["si_seed"]["before"] == pytest.approx(
+        {"point": 0.30, "low": 0.28, "high": 0.32})
+    assert step["changes"]["si_seed"]["delta"] == pytest.approx(0.15)
+    assert h25["verdict_g_seed"] == h25["verdict_g_last"] == "NOT_APPLICABLE"
+    (step,) = h25["within_family"]["steps"]
+    assert step["changes"]["rho"]["after"]["point"] == pytest.approx(0.09375)
+    assert step["changes"]["G_seed"]["delta"] == pytest.approx(0.9 - 1.3)
+    assert step["changes"]["G_last"]["before"]["point"] == pytest.approx(1.3 * 0.9)
+    assert h25["g_seed"]["across_family"]["n_models"] == 4
+    assert ua["premise"]["decided_on"] == ["qwen2.5-coder"] and ua["verdict"] == "STABLE"
+    assert ua["by_family"]["qwen2.5-coder"]["std_peak_pct"] == pytest.approx(
+        (12 / 28 - 8 / 24) * 100 / 2)
+    (step,) = ua["within_family"]["steps"]
+    assert step["changes"]["peak_depth_pct"]["after"]["low"] == pytest.approx(12 / 28 * 100 - 4)
+    assert ua["across_family"]["std_peak_pct"] > 10  # 88.9 % for Gemma: descriptive only
+    for fig in ("si_ladder", "gain", "uniformity"):
+        assert (tmp_path / LadderPaths.verdict_fig(fig)).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_phi_and_pythia_ladder_decides_b11_on_phi_and_h25_on_pythia(tmp_path, mlflow_env):
+    ladder = [("phi-1.5", 0.31, 32 / 64, [0.9, 0.95], 24, 8),
+              ("phi-2", 0.35, 32 / 80, [0.85, 0.9], 32, 12),
+              ("pythia-70m", 0.60, 8 / 64, [1.3, 1.5], 6, 4),
+              ("pythia-160m", 0.55, 12 / 64, [1.1, 1.3], 12, 4),
+              ("pythia-410m", 0.50, 16 / 64, [0.9, 1.1], 24, 8)]
+    v = run_verdicts(tmp_path, ladder)
+    b11, h25, ua = v["si"], v["gain"], v["uniformity"]
+    assert b11["premise"]["met"] and b11["verdict"] == "HERITAGE_CONFIRMED"
+    assert b11["tier"] == "A-Tier" and b11["n_total"] == 4  # phi-1.5, phi-2 and two references
+    assert [m["name"] for m in b11["models"] if not m["counted"]] == [
+        "pythia-70m", "pythia-160m", "pythia-410m"]
+    assert h25["premise"]["decided_on"] == ["pythia"]
+    assert h25["g_seed"]["by_family"]["pythia"]["pearson_r"] == pytest.approx(-1.0)
+    assert h25["verdict_g_seed"] == "VALIDATED"
+    assert [m["model"] for m in h25["g_seed"]["by_family"]["pythia"]["models"]] == [
+        "pythia-70m", "pythia-160m", "pythia-410m"]
+    assert ua["premise"]["decided_on"] == ["phi", "pythia"]
+    phi_std = np.std([8 / 24 * 100, 12 / 32 * 100])  # 2.08 %: STABLE
+    pythia_std = np.std([4 / 6 * 100, 4 / 12 * 100, 8 / 24 * 100])  # 15.7 %: SHIFTS
+    assert ua["by_family"]["phi"]["std_peak_pct"] == pytest.approx(phi_std)
+    assert ua["by_family"]["pythia"]["std_peak_pct"] == pytest.approx(pythia_std)
+    assert ua["verdict"] == "INCONCLUSIVE" and "disagree" in ua["reason"]
+    assert len(ua["within_family"]["steps"]) == 3  # phi 1.3 -> 2.7; pythia 70m -> 160m -> 410m
+
+
+def test_verdict_on_a_result_without_a_family_names_the_stage_to_rerun(tmp_path, capfd,
+                                                                       mlflow_env):
+    write_params(tmp_path, models=["smollm2-135m", "gemma3-270m"])
+    for row in DEFAULT_LADDER[:2]:
+        write_per_model(tmp_path, *row)
+    path = tmp_path / model_paths("gemma3-270m").sweep_json("gain")
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                if k != "family"}))
+    assert run("gain_verdict", tmp_path) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dvc repro -f gain@gemma3-270m" in err[0]
+
+
+def test_gain_stage_records_the_family_of_a_hub_id_and_a_local_folder(tmp_path, mlflow_env,
+                                                                      monkeypatch):
+    from hub_cache import save_as_hub_download
+
+    from scalelens.models import loading
+
+    # huggingface_hub reads HF_HOME once, at import (tests/test_hub_offline.py loads from a
+    # hub cache in a fresh interpreter); here the hub load reads the snapshot folder directly
+    snap = save_as_hub_download(tmp_path / "hf", "EleutherAI/pythia-70m",
+                                load_model("tiny:gpt_neox"))
+    monkeypatch.setattr(loading, "_load_hub", lambda hub_id, dtype, attn: loading._from_pretrained(
+        str(snap), hub_id, dtype, attn))
+    folder = tmp_path / "my-ckpt"
+    phi = load_model("tiny:phi")
+    phi.model.save_pretrained(folder)
+    phi.tokenizer.save_pretrained(folder)
+    keys = ["EleutherAI/pythia-70m", str(folder)]
+    write_params(tmp_path, models=keys)
+    for key in keys:
+        assert run("gain", tmp_path, key) == 0, key
+    hub = read(tmp_path, model_paths(keys[0]).sweep_json("gain"))
+    assert (hub["family"], hub["family_inferred"], hub["registry_key"]) == (
+        "pythia", False, "pythia-70m")
+    assert hub["n_params"] == 70e6 and hub["n_params_source"].startswith("registry entry")
+    local = read(tmp_path, model_paths(keys[1]).sweep_json("gain"))
+    assert (local["family"], local["family_inferred"], local["model_type"]) == ("phi", True,
+                                                                                "phi")
+    assert local["family_source"].startswith("local folder; inferred from the config's "
+                                             "model_type 'phi'")
+    assert local["n_params"] == sum(p.numel() for p in phi.model.parameters())

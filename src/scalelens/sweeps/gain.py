@@ -32,12 +32,21 @@ from scalelens.sweeps.bootstrap import (
     resample_counts,
 )
 from scalelens.sweeps.verdicts import (
+    ACROSS_FAMILY_LABEL,
     INCONCLUSIVE,
+    NOT_APPLICABLE,
+    FamilyMember,
+    Premise,
+    Quantity,
+    WithinFamily,
+    combine_family_verdicts,
+    family_count_premise,
     fewer_models_reason,
     pearson_r_batched,
     pearson_r_p,
     permutation_pvalue,
     to_jsonable,
+    within_family_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -285,11 +294,14 @@ H25_SEED_ODDITIES = (
 
 @dataclass(frozen=True)
 class GainModelInput:
-    """What the H25 verdict needs per model: rho and the per-prompt gains of one metric."""
+    """What the H25 verdict needs per model: rho, the per-prompt gains of one metric, family."""
 
     model: str
     rho: float
     gain_per_prompt: np.ndarray
+    family: str = ""
+    size_b: float | None = None
+    family_inferred: bool = False
 
 
 @dataclass(frozen=True)
@@ -302,6 +314,8 @@ class H25ModelEntry:
     gain: PercentileInterval
     is_dampening: bool
     dampening_status: str
+    family: str = ""
+    size_b: float | None = None
 
 
 @dataclass(frozen=True)
@@ -338,6 +352,17 @@ class H25Verdict:
 
     def to_dict(self) -> dict:
         return to_jsonable(self.__dict__)
+
+    def descriptive_dict(self) -> dict:
+        """The numbers without the rule's verdict (for the across-family view)."""
+        keys = ("metric", "rho_threshold", "models", "n_models", "pearson_r", "pearson_p",
+                "pearson_r_interval", "permutation", "n_high_rho", "n_high_rho_dampening",
+                "high_rho_dampen_rate", "n_low_rho", "n_low_rho_dampening",
+                "low_rho_dampen_rate", "low_rho_expand_rate", "undecided_models",
+                "bootstrap_scheme")
+        return to_jsonable({"label": ACROSS_FAMILY_LABEL,
+                            "families": sorted({e.family for e in self.models}),
+                            **{k: getattr(self, k) for k in keys}})
 
 
 def _h25_rule(high_rate: float, n_models: int, r: float) -> str:
@@ -380,12 +405,16 @@ def _gain_replicates(models: Sequence[GainModelInput], n_boot: int, seed: SeedLi
 
 
 def gain_inputs_from_dict(doc: dict) -> tuple[GainModelInput, GainModelInput]:
-    """(G_seed input, G_last input) from ResidualGainResult.to_dict() (the per-model json)."""
+    """(G_seed input, G_last input) from the per-model json (ResidualGainResult.to_dict() and
+    the family and size the stage records beside it)."""
+    size = doc.get("size_b")
+    common = {"family": str(doc.get("family", "")), "size_b": None if size is None else
+              float(size), "family_inferred": bool(doc.get("family_inferred", False))}
     return (
         GainModelInput(str(doc["model"]), float(doc["rho"]),
-                       np.asarray(doc["g_seed_per_prompt"], dtype=np.float64)),
+                       np.asarray(doc["g_seed_per_prompt"], dtype=np.float64), **common),
         GainModelInput(str(doc["model"]), float(doc["rho"]),
-                       np.asarray(doc["g_last_per_prompt"], dtype=np.float64)),
+                       np.asarray(doc["g_last_per_prompt"], dtype=np.float64), **common),
     )
 
 
@@ -407,7 +436,8 @@ def h25_verdict(
         g = np.asarray(m.gain_per_prompt, dtype=np.float64).ravel()
         if g.size == 0 or not np.all(np.isfinite(g)):
             raise ValueError(f"model {m.model!r}: gain_per_prompt must be non-empty and finite")
-        clean.append(GainModelInput(m.model, float(m.rho), g))
+        clean.append(GainModelInput(m.model, float(m.rho), g, m.family, m.size_b,
+                                    m.family_inferred))
     n = len(clean)
     rho = np.array([m.rho for m in clean])
     gains = np.array([m.gain_per_prompt.mean() for m in clean])
@@ -424,7 +454,8 @@ def h25_verdict(
     entries = tuple(H25ModelEntry(
         model=m.model, rho=m.rho, group="high_rho" if high_mask[i] else "low_rho",
         gain=intervals[i], is_dampening=bool(damp[i]),
-        dampening_status=_dampening_status(intervals[i])) for i, m in enumerate(clean))
+        dampening_status=_dampening_status(intervals[i]), family=m.family, size_b=m.size_b)
+        for i, m in enumerate(clean))
     high_rate = float(_rate(damp, high_mask))
     low_mask = ~high_mask
     low_damp_rate = float(_rate(damp, low_mask))
@@ -483,30 +514,122 @@ def h25_verdict(
     )
 
 
-@dataclass(frozen=True)
-class H25Report:
-    """The H25 verdict computed once on G_seed and once on G_last."""
+H25_MIN_FAMILY_MODELS = 3
+H25_PREMISE_RULE = (
+    "H25 (seed 004) is the dimensional-crowding hypothesis tested across the sizes of one "
+    "family (the Pythia suite): how the residual gain G moves with head density rho as one "
+    "family scales. Across families, rho and size are confounded with architecture and "
+    "training. Premise: at least 3 models of one family in the ladder, so that the rule's "
+    "r(rho, G) < -0.3 branch has its 3 points. The seed's rule is applied within each family "
+    "that meets it (one verdict: theirs if they agree, else INCONCLUSIVE); the numbers over all "
+    "models are descriptive only."
+)
 
-    g_seed: H25Verdict
-    g_last: H25Verdict
+
+def h25_premise(members: Sequence[FamilyMember]) -> Premise:
+    """Met by every family with >= 3 models in the ladder."""
+    return family_count_premise(members, H25_PREMISE_RULE, H25_MIN_FAMILY_MODELS,
+                                count_sizes=False)
+
+
+@dataclass(frozen=True)
+class H25Decision:
+    """H25 on one gain metric: the rule within each family that meets the premise, and the
+    numbers over all models (descriptive only)."""
+
+    metric: str
+    metric_definition: str
+    rule: str
+    verdict: str
+    reason: str
+    decided_on: tuple[str, ...]
+    by_family: dict[str, H25Verdict]
+    across_family: H25Verdict
+
+    @property
+    def intervals_could_change_verdict(self) -> bool:
+        return any(v.intervals_could_change_verdict for v in self.by_family.values())
+
+    @property
+    def seed_rule_verdicts(self) -> dict[str, str]:
+        return {f: v.seed_rule_verdict for f, v in self.by_family.items()}
 
     def to_dict(self) -> dict:
-        return {"g_seed": self.g_seed.to_dict(), "g_last": self.g_last.to_dict(),
-                "verdict_g_seed": self.g_seed.verdict, "verdict_g_last": self.g_last.verdict}
+        return to_jsonable({
+            "metric": self.metric, "metric_definition": self.metric_definition,
+            "rule": self.rule, "verdict": self.verdict, "reason": self.reason,
+            "decided_on": self.decided_on,
+            "intervals_could_change_verdict": self.intervals_could_change_verdict,
+            "by_family": {f: v.to_dict() for f, v in self.by_family.items()},
+            "across_family": self.across_family.descriptive_dict(),
+        })
+
+
+def h25_decision(
+    models: Sequence[GainModelInput],
+    premise: Premise,
+    metric: str = "G_seed",
+    n_boot: int = 1000,
+    n_perm: int = 10000,
+    seed: SeedLike = 0,
+    level: float = 0.95,
+    rho_threshold: float = RHO_THRESHOLD,
+) -> H25Decision:
+    """The seed's rule within each family of premise.decided_on; NOT_APPLICABLE without one."""
+    kwargs = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "level": level,
+              "rho_threshold": rho_threshold}
+    across = h25_verdict(models, metric, **kwargs)
+    by_family = {f: h25_verdict([m for m in models if m.family == f], metric, **kwargs)
+                 for f in premise.decided_on}
+    if not premise.met:
+        verdict, reason = NOT_APPLICABLE, premise.reason
+    else:
+        verdict, reason = combine_family_verdicts(
+            {f: (v.verdict, v.reason) for f, v in by_family.items()})
+    return H25Decision(metric, METRIC_DEFINITIONS.get(metric, metric), H25_RULE, verdict,
+                       reason, premise.decided_on, by_family, across)
+
+
+@dataclass(frozen=True)
+class H25Report:
+    """H25 on G_seed and on G_last: the premise, each metric's decision, within-family steps."""
+
+    premise: Premise
+    g_seed: H25Decision
+    g_last: H25Decision
+    within_family: WithinFamily
+
+    def to_dict(self) -> dict:
+        return {"premise": self.premise.to_dict(), "g_seed": self.g_seed.to_dict(),
+                "g_last": self.g_last.to_dict(), "verdict_g_seed": self.g_seed.verdict,
+                "verdict_g_last": self.g_last.verdict,
+                "within_family": self.within_family.to_dict()}
+
+
+def _gain_quantities(decision: H25Decision, name: str) -> dict[str, dict[str, Quantity]]:
+    return {e.model: {name: Quantity(e.gain.point, e.gain.low, e.gain.high)}
+            for e in decision.across_family.models}
 
 
 def h25_report(
-    results: Sequence[ResidualGainResult],
+    seed_inputs: Sequence[GainModelInput],
+    last_inputs: Sequence[GainModelInput],
     n_boot: int = 1000,
     n_perm: int = 10000,
     seed: SeedLike = 0,
     level: float = 0.95,
     rho_threshold: float = RHO_THRESHOLD,
 ) -> H25Report:
-    """H25 on G_seed and on G_last from per-model gain results."""
-    seed_inputs = [GainModelInput(r.model, r.rho, r.g_seed_per_prompt) for r in results]
-    last_inputs = [GainModelInput(r.model, r.rho, r.g_last_per_prompt) for r in results]
-    return H25Report(
-        g_seed=h25_verdict(seed_inputs, "G_seed", n_boot, n_perm, seed, level, rho_threshold),
-        g_last=h25_verdict(last_inputs, "G_last", n_boot, n_perm, seed, level, rho_threshold),
-    )
+    """The premise on the ladder, then H25 on G_seed and on G_last, and the within-family steps
+    (rho, G_seed and G_last with their intervals before and after each step)."""
+    members = [FamilyMember(m.model, m.family, m.size_b, m.family_inferred) for m in seed_inputs]
+    premise = h25_premise(members)
+    kwargs = {"n_boot": n_boot, "n_perm": n_perm, "seed": seed, "level": level,
+              "rho_threshold": rho_threshold}
+    g_seed = h25_decision(seed_inputs, premise, "G_seed", **kwargs)
+    g_last = h25_decision(last_inputs, premise, "G_last", **kwargs)
+    quantities = {m.model: {"rho": Quantity(m.rho)} for m in seed_inputs}
+    for decision, name in ((g_seed, "G_seed"), (g_last, "G_last")):
+        for model, q in _gain_quantities(decision, name).items():
+            quantities[model].update(q)
+    return H25Report(premise, g_seed, g_last, within_family_steps(members, quantities))

@@ -25,10 +25,18 @@ import numpy as np
 from scalelens.errors import ScalelensError
 from scalelens.sweeps.bootstrap import PercentileInterval, SeedLike, bootstrap
 from scalelens.sweeps.verdicts import (
+    ACROSS_FAMILY_LABEL,
     INCONCLUSIVE,
     MIN_MODELS_CROSS_MODEL,
+    NOT_APPLICABLE,
+    FamilyMember,
+    Premise,
+    Quantity,
+    WithinFamily,
     fewer_models_reason,
+    pearson_r_p,
     to_jsonable,
+    within_family_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -526,7 +534,21 @@ B11_RULE = (
     "Seed 002 (Cell 8): a model is within target if |SI - target| <= tolerance. Counting the "
     "measured models and the reference values together: HERITAGE_CONFIRMED (B11 -> A-Tier) if "
     "every model is within target and total >= 4; SIZE_CONFOUND_DETECTED (B11 stays B-Tier) if "
-    "any model is outside; otherwise INCONCLUSIVE (B-Tier). Applied to point estimates of SI_seed."
+    "any model is outside; otherwise INCONCLUSIVE (B-Tier). Applied to point estimates of SI_seed "
+    "of the Phi-family models and the reference values (see the premise)."
+)
+
+PHI_FAMILY = "phi"
+B11_PREMISE_RULE = (
+    "B11 (seed 002) is a claim about Microsoft's Phi family: it compares Phi-1.5 and Phi-2 "
+    "(measured) with the Phi-3 references (the reference values, counted as Phi-family models, "
+    "as in the seed). Premise: at least one measured model of the Phi family (family 'phi') in "
+    "the ladder. The rule then counts the Phi-family models and the reference values only; "
+    "models of other families are reported (SI, interval, band status) but not counted, since "
+    "their SI says nothing about Phi heritage."
+)
+B11_NOT_APPLICABLE_REASON = (
+    "no Phi-family model in the ladder; B11 compares Phi-1.5/Phi-2 with the Phi-3 references"
 )
 
 
@@ -542,9 +564,12 @@ class MeasuredSI:
     si_heads: float | None = None
     si_heads_low: float | None = None
     si_heads_high: float | None = None
+    family: str = ""
+    family_inferred: bool = False
 
 
-def measured_si_from_dict(name: str, doc: Mapping, size_b: float | None = None) -> MeasuredSI:
+def measured_si_from_dict(name: str, doc: Mapping, size_b: float | None = None,
+                          family: str = "", family_inferred: bool = False) -> MeasuredSI:
     """B11 input from SIResult.to_dict() (the per-model json); missing numbers become NaN."""
 
     def num(x: object) -> float:
@@ -552,12 +577,13 @@ def measured_si_from_dict(name: str, doc: Mapping, size_b: float | None = None) 
 
     seed, heads = doc["si_seed"], doc["si_heads"]
     return MeasuredSI(name, num(seed["point"]), num(seed["low"]), num(seed["high"]), size_b,
-                      heads.get("point"), heads.get("low"), heads.get("high"))
+                      heads.get("point"), heads.get("low"), heads.get("high"), family,
+                      family_inferred)
 
 
 @dataclass(frozen=True)
 class SIModelEntry:
-    """One row of the B11 table."""
+    """One row of the B11 table; `counted` says whether the rule counts it (Phi family)."""
 
     name: str
     source: str
@@ -570,29 +596,38 @@ class SIModelEntry:
     si_heads: float | None = None
     si_heads_low: float | None = None
     si_heads_high: float | None = None
+    family: str = ""
+    family_inferred: bool = False
+    counted: bool = True
 
 
 @dataclass(frozen=True)
 class B11Verdict:
-    """The B11 decision with its numbers, intervals, and whether the intervals could change it."""
+    """The B11 decision with its premise, numbers, intervals and within-family steps.
+
+    n_total and n_within count the rows the rule counts (Phi family and references).
+    """
 
     rule: str
     target: float
     tolerance: float
     band: tuple[float, float]
     min_models: int
+    premise: Premise
     models: tuple[SIModelEntry, ...]
     n_total: int
     n_within: int
     verdict: str
-    seed_rule_verdict: str
-    tier: str
-    b11_recommendation: str
+    seed_rule_verdict: str | None
+    tier: str | None
+    b11_recommendation: str | None
     reason: str
     undecided_models: tuple[str, ...]
     possible_verdicts: tuple[str, ...]
     intervals_could_change_verdict: bool
     excluded_models: tuple[str, ...]
+    within_family: WithinFamily
+    across_family: dict
     notes: tuple[str, ...]
 
     def to_dict(self) -> dict:
@@ -607,7 +642,9 @@ def _b11_rule(n_within: int, n_total: int, min_models: int) -> str:
     return INCONCLUSIVE
 
 
-def _b11_tier(verdict: str) -> tuple[str, str]:
+def _b11_tier(verdict: str) -> tuple[str | None, str | None]:
+    if verdict == NOT_APPLICABLE:
+        return None, None
     if verdict == HERITAGE_CONFIRMED:
         return "A-Tier", "A-Tier"
     return "B-Tier", "B-Tier (unchanged)"
@@ -624,17 +661,59 @@ def _band_status(low: float, high: float, band: tuple[float, float]) -> str:
 
 def _reference_rows(
     references: Mapping[str, float | Mapping],
-) -> list[tuple[str, float, float | None]]:
+) -> list[tuple[str, float, float | None, str]]:
+    """(name, si, size_b, family); a reference is a Phi-family value unless it names a family."""
     rows = []
     for name, ref in references.items():
         if isinstance(ref, Mapping):
             if "si" not in ref:
                 raise ValueError(f"reference {name!r} has no 'si' value: {dict(ref)}")
             rows.append((name, float(ref["si"]), None if ref.get("size_b") is None
-                         else float(ref["size_b"])))
+                         else float(ref["size_b"]), str(ref.get("family") or PHI_FAMILY)))
         else:
-            rows.append((name, float(ref), None))
+            rows.append((name, float(ref), None, PHI_FAMILY))
     return rows
+
+
+def b11_premise(measured: Sequence[MeasuredSI], references: Mapping) -> Premise:
+    """Met when the ladder holds a measured Phi-family model; B11 is decided on family phi."""
+    families = {m.name: m.family for m in measured}
+    phi = [m.name for m in measured if m.family == PHI_FAMILY]
+    checked = {
+        "phi_family": PHI_FAMILY,
+        "families_of_measured_models": families,
+        "inferred_families": sorted({m.family for m in measured if m.family_inferred}),
+        "measured_phi_family_models": phi,
+        "references_counted_as_phi_family": [n for n, _, _, fam in _reference_rows(references)
+                                             if fam == PHI_FAMILY],
+    }
+    if phi:
+        reason = (f"{len(phi)} measured Phi-family model(s) in the ladder ({', '.join(phi)}); "
+                  "the rule counts them and the reference values")
+        return Premise(B11_PREMISE_RULE, checked, True, reason, (PHI_FAMILY,))
+    return Premise(B11_PREMISE_RULE, checked, False, B11_NOT_APPLICABLE_REASON, ())
+
+
+def _si_across_family(entries: Sequence[SIModelEntry]) -> dict:
+    """The seed's trend over every measured model with a size (linear in B), descriptive.
+
+    As in the seed's figure, the trend needs 3 or more models.
+    """
+    rows = [e for e in entries if e.source == "measured" and e.size_b is not None]
+    sizes = np.array([e.size_b for e in rows], dtype=np.float64)
+    sis = np.array([e.si for e in rows], dtype=np.float64)
+    slope, r, p = math.nan, math.nan, math.nan
+    if len(rows) >= 3 and np.ptp(sizes) > 0:
+        slope = float(np.polyfit(sizes, sis, 1)[0])
+        r, p = pearson_r_p(np.log10(sizes), sis)
+    return {
+        "label": ACROSS_FAMILY_LABEL, "n_models": len(rows),
+        "families": sorted({e.family for e in rows}),
+        "linear_slope_si_per_b": slope, "pearson_r_log10_size": r, "pearson_p_log10_size": p,
+        "definition": "measured models only, 3 or more: least-squares slope of SI_seed "
+                      "against size in billions (the seed's trend line) and Pearson r of SI_seed "
+                      "against log10(size)",
+    }
 
 
 def b11_verdict(
@@ -644,13 +723,16 @@ def b11_verdict(
     tolerance: float = B11_TOLERANCE,
     min_models: int = B11_MIN_MODELS,
 ) -> B11Verdict:
-    """Apply the seed's B11 rule to SI_seed point estimates; flag models undecided by interval.
+    """The premise, then the seed's B11 rule on the Phi-family SI_seed points and the references.
 
-    A measured model whose interval straddles an edge of [target - tol, target + tol] is
-    undecided; the verdict is re-evaluated with every undecided model inside and outside.
-    Models with a non-finite SI are excluded (the seed excluded errored models).
+    Without a measured Phi-family model the verdict is NOT_APPLICABLE (no tier); every row is
+    still reported. A counted model whose interval straddles an edge of
+    [target - tol, target + tol] is undecided; the verdict is re-evaluated with every undecided
+    model inside and outside. Models with a non-finite SI are excluded (the seed excluded
+    errored models).
     """
     band = (target - tolerance, target + tolerance)
+    premise = b11_premise(measured, references)
     entries: list[SIModelEntry] = []
     excluded = []
     for m in measured:
@@ -664,28 +746,50 @@ def b11_verdict(
             name=m.name, source="measured", si=float(m.si), low=float(low), high=float(high),
             size_b=m.size_b, within_target=abs(m.si - target) <= tolerance,
             band_status=_band_status(low, high, band), si_heads=m.si_heads,
-            si_heads_low=m.si_heads_low, si_heads_high=m.si_heads_high))
-    for name, si, size_b in _reference_rows(references):
+            si_heads_low=m.si_heads_low, si_heads_high=m.si_heads_high, family=m.family,
+            family_inferred=m.family_inferred,
+            counted=premise.met and m.family == PHI_FAMILY))
+    for name, value, size_b, family in _reference_rows(references):
         entries.append(SIModelEntry(
-            name=name, source="reference", si=si, low=None, high=None, size_b=size_b,
-            within_target=abs(si - target) <= tolerance, band_status="reference (no interval)"))
-    n_total = len(entries)
-    n_within = sum(e.within_target for e in entries)
-    seed_verdict = _b11_rule(n_within, n_total, min_models)
-    undecided = tuple(e.name for e in entries if e.band_status == "undecided")
-    fixed_within = sum(e.within_target for e in entries if e.band_status != "undecided")
-    possible = sorted({_b11_rule(fixed_within + k, n_total, min_models)
-                       for k in (0, len(undecided))} | {seed_verdict})
+            name=name, source="reference", si=value, low=None, high=None, size_b=size_b,
+            within_target=abs(value - target) <= tolerance, band_status="reference (no interval)",
+            family=family, counted=premise.met and family == PHI_FAMILY))
+    counted = [e for e in entries if e.counted]
+    n_total = len(counted)
+    n_within = sum(e.within_target for e in counted)
     notes = [
         ("SI_seed depends on how the heads of each layer are labelled; si_heads is the "
          "relabelling-invariant variant, reported for information (the rule and the reference "
          "values are defined on SI_seed)."),
         "Reference models have no interval; their band status is taken from the point value.",
     ]
-    n_measured = sum(e.source == "measured" for e in entries)
+    not_counted = [e.name for e in entries if not e.counted and e.source == "measured"]
+    if premise.met and not_counted:
+        notes.append(f"not counted (not Phi family): {', '.join(not_counted)}")
+    within = within_family_steps(
+        [FamilyMember(m.name, m.family, m.size_b, m.family_inferred) for m in measured],
+        {e.name: {"si_seed": Quantity.of(e.si, e.low, e.high),
+                  "si_heads": Quantity.of(e.si_heads, e.si_heads_low, e.si_heads_high)}
+         for e in entries if e.source == "measured"})
+    common = dict(rule=B11_RULE, target=target, tolerance=tolerance, band=band,
+                  min_models=min_models, premise=premise, models=tuple(entries), n_total=n_total,
+                  n_within=n_within, excluded_models=tuple(excluded), within_family=within,
+                  across_family=_si_across_family(entries))
+    if not premise.met:
+        return B11Verdict(**common, verdict=NOT_APPLICABLE, seed_rule_verdict=None, tier=None,
+                          b11_recommendation=None, reason=premise.reason, undecided_models=(),
+                          possible_verdicts=(NOT_APPLICABLE,),
+                          intervals_could_change_verdict=False, notes=tuple(notes))
+    seed_verdict = _b11_rule(n_within, n_total, min_models)
+    undecided = tuple(e.name for e in counted if e.band_status == "undecided")
+    fixed_within = sum(e.within_target for e in counted if e.band_status != "undecided")
+    possible = sorted({_b11_rule(fixed_within + k, n_total, min_models)
+                       for k in (0, len(undecided))} | {seed_verdict})
+    n_measured = sum(e.source == "measured" for e in counted)
     guard = fewer_models_reason(n_total, MIN_MODELS_CROSS_MODEL)
     if n_measured == 0:
-        guard = "no measured model produced a finite SI: nothing was tested against the references"
+        guard = ("no measured Phi-family model produced a finite SI: nothing was tested against "
+                 "the references")
     verdict = INCONCLUSIVE if guard else seed_verdict
     if guard:
         reason = guard
@@ -698,10 +802,7 @@ def b11_verdict(
                   "models for HERITAGE_CONFIRMED")
     tier, recommendation = _b11_tier(verdict)
     return B11Verdict(
-        rule=B11_RULE, target=target, tolerance=tolerance, band=band, min_models=min_models,
-        models=tuple(entries), n_total=n_total, n_within=n_within, verdict=verdict,
-        seed_rule_verdict=seed_verdict, tier=tier, b11_recommendation=recommendation,
-        reason=reason, undecided_models=undecided,
+        **common, verdict=verdict, seed_rule_verdict=seed_verdict, tier=tier,
+        b11_recommendation=recommendation, reason=reason, undecided_models=undecided,
         possible_verdicts=tuple(possible) if not guard else (INCONCLUSIVE,),
-        intervals_could_change_verdict=(len(possible) > 1) and not guard,
-        excluded_models=tuple(excluded), notes=tuple(notes))
+        intervals_could_change_verdict=(len(possible) > 1) and not guard, notes=tuple(notes))

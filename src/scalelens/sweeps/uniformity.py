@@ -21,11 +21,20 @@ import numpy as np
 from scalelens.errors import ScalelensError
 from scalelens.sweeps.bootstrap import SeedLike, bootstrap, percentile_bounds
 from scalelens.sweeps.verdicts import (
+    ACROSS_FAMILY_LABEL,
     INCONCLUSIVE,
+    NOT_APPLICABLE,
+    FamilyMember,
+    Premise,
+    Quantity,
+    WithinFamily,
+    combine_family_verdicts,
+    family_count_premise,
     fewer_models_reason,
     pearson_r_batched,
     pearson_r_p,
     to_jsonable,
+    within_family_steps,
 )
 
 logger = logging.getLogger(__name__)
@@ -437,26 +446,59 @@ PEAK_RULE = (
 
 @dataclass(frozen=True, eq=False)
 class ModelPeak:
-    """What the peak verdict needs per model: its summary and bootstrap peak-depth replicates."""
+    """What the peak verdict needs per model: its summary, bootstrap peak-depth replicates, the
+    intervals of the peak depth and of r at the peak layer, and its family and size."""
 
     model: str
     n_layers: int
     summary: PeakSummary
     peak_pct_replicates: np.ndarray
+    family: str = ""
+    size_b: float | None = None
+    family_inferred: bool = False
+    peak_pct_low: float = math.nan
+    peak_pct_high: float = math.nan
+    peak_r_low: float = math.nan
+    peak_r_high: float = math.nan
 
 
-def model_peak(study: UniformityStudy) -> ModelPeak:
-    """The verdict input of one per-model study."""
-    return ModelPeak(study.model, study.n_layers, study.peak, study.peak_pct_replicates)
+def _at_peak(layers: Sequence[int], values: Sequence, peak_layer: int) -> float:
+    value = values[list(layers).index(peak_layer)]
+    return math.nan if value is None else float(value)
+
+
+def model_peak(study: UniformityStudy, family: str = "", size_b: float | None = None,
+               family_inferred: bool = False) -> ModelPeak:
+    """The verdict input of one per-model study (family and size as the stage recorded them)."""
+    layer = study.peak.max_pos_layer
+    return ModelPeak(study.model, study.n_layers, study.peak, study.peak_pct_replicates, family,
+                     size_b, family_inferred, study.peak_pct_low, study.peak_pct_high,
+                     _at_peak(study.layers, study.r_low, layer),
+                     _at_peak(study.layers, study.r_high, layer))
 
 
 def model_peak_from_dict(doc: Mapping) -> ModelPeak:
-    """Rebuild the verdict input from UniformityStudy.to_dict() (the per-model json)."""
+    """Rebuild the verdict input from the per-model json (UniformityStudy.to_dict() and the
+    family and size the stage records beside it)."""
     peak = dict(doc["peak"])
     peak["sign_changes"] = tuple(SignChange(**c) for c in peak.get("sign_changes", ()))
     reps = np.array([math.nan if x is None else x for x in doc["peak_pct_replicates"]],
                     dtype=np.float64)
-    return ModelPeak(str(doc["model"]), int(doc["n_layers"]), PeakSummary(**peak), reps)
+    summary = PeakSummary(**peak)
+    layers = doc.get("layers", [])
+
+    def num(x) -> float:
+        return math.nan if x is None else float(x)
+
+    r_lo = r_hi = math.nan
+    if "r_low" in doc and summary.max_pos_layer in layers:
+        r_lo = _at_peak(layers, doc["r_low"], summary.max_pos_layer)
+        r_hi = _at_peak(layers, doc["r_high"], summary.max_pos_layer)
+    size = doc.get("size_b")
+    return ModelPeak(str(doc["model"]), int(doc["n_layers"]), summary, reps,
+                     str(doc.get("family", "")), None if size is None else float(size),
+                     bool(doc.get("family_inferred", False)), num(doc.get("peak_pct_low")),
+                     num(doc.get("peak_pct_high")), r_lo, r_hi)
 
 
 def _float_array(values) -> np.ndarray:
@@ -512,6 +554,14 @@ class PeakStabilityVerdict:
     def to_dict(self) -> dict:
         return to_jsonable(self.__dict__)
 
+    def descriptive_dict(self) -> dict:
+        """The numbers without the rule's verdict (for the across-family view)."""
+        keys = ("threshold_pct", "models", "peak_pcts", "mean_peak_pct", "std_peak_pct",
+                "std_interval_low", "std_interval_high", "level", "n_boot_used")
+        return to_jsonable({"label": ACROSS_FAMILY_LABEL,
+                            "families": sorted({m.get("family", "") for m in self.models}),
+                            **{k: getattr(self, k) for k in keys}})
+
 
 def peak_stability_verdict(
     peaks: Sequence[ModelPeak],
@@ -528,7 +578,9 @@ def peak_stability_verdict(
     std = float(np.std(pcts)) if n else math.nan
     mean = float(np.mean(pcts)) if n else math.nan
     seed_verdict = (STABLE if std < threshold_pct else SHIFTS) if n else INCONCLUSIVE
-    rows = tuple({"model": p.model, "n_layers": p.n_layers, **p.summary.to_dict()} for p in peaks)
+    rows = tuple({"model": p.model, "family": p.family, "size_b": p.size_b,
+                  "n_layers": p.n_layers, "peak_pct_low": p.peak_pct_low,
+                  "peak_pct_high": p.peak_pct_high, **p.summary.to_dict()} for p in peaks)
     notes = ["The seed's rule would say STABLE for a single model (std of one value is 0)."]
     lo = hi = math.nan
     fractions = {STABLE: math.nan, SHIFTS: math.nan}
@@ -566,3 +618,83 @@ def peak_stability_verdict(
         reason=reason, possible_verdicts=possible,
         intervals_could_change_verdict=len(possible) > 1, bootstrap_verdict_fractions=fractions,
         notes=tuple(notes))
+
+
+PEAK_MIN_FAMILY_SIZES = 2
+PEAK_PREMISE_RULE = (
+    "Peak stability (seed 003) asks whether the depth of the UA-preference correlation peak "
+    "shifts with model size, across the sizes of one family (the Pythia suite). Across "
+    "families, size is confounded with architecture, tokenizer and training. Premise: at least "
+    "2 sizes (distinct parameter counts) of one family in the ladder. The seed's rule is "
+    "applied to the models of each family that meets it (one verdict: theirs if they agree, "
+    "else INCONCLUSIVE); the std over all models is descriptive only."
+)
+
+
+def peak_premise(members: Sequence[FamilyMember]) -> Premise:
+    """Met by every family with >= 2 distinct sizes in the ladder."""
+    return family_count_premise(members, PEAK_PREMISE_RULE, PEAK_MIN_FAMILY_SIZES,
+                                count_sizes=True)
+
+
+@dataclass(frozen=True)
+class PeakStabilityReport:
+    """The premise, the rule within each family that meets it, the across-family numbers
+    (descriptive only) and the within-family steps of the peak depth."""
+
+    premise: Premise
+    rule: str
+    threshold_pct: float
+    verdict: str
+    reason: str
+    decided_on: tuple[str, ...]
+    by_family: dict[str, PeakStabilityVerdict]
+    across_family: PeakStabilityVerdict
+    within_family: WithinFamily
+
+    @property
+    def intervals_could_change_verdict(self) -> bool:
+        return any(v.intervals_could_change_verdict for v in self.by_family.values())
+
+    @property
+    def seed_rule_verdicts(self) -> dict[str, str]:
+        return {f: v.seed_rule_verdict for f, v in self.by_family.items()}
+
+    def to_dict(self) -> dict:
+        return to_jsonable({
+            "premise": self.premise.to_dict(), "rule": self.rule,
+            "threshold_pct": self.threshold_pct, "verdict": self.verdict, "reason": self.reason,
+            "decided_on": self.decided_on,
+            "intervals_could_change_verdict": self.intervals_could_change_verdict,
+            "by_family": {f: v.to_dict() for f, v in self.by_family.items()},
+            "across_family": self.across_family.descriptive_dict(),
+            "within_family": self.within_family.to_dict(),
+        })
+
+
+def peak_stability_report(
+    peaks: Sequence[ModelPeak],
+    threshold_pct: float = PEAK_STD_THRESHOLD_PCT,
+    level: float = 0.95,
+) -> PeakStabilityReport:
+    """The premise on the ladder, the seed's rule within each family that meets it, the std
+    over all models (descriptive), and the peak depth before and after each within-family step.
+    """
+    members = [FamilyMember(p.model, p.family, p.size_b, p.family_inferred) for p in peaks]
+    premise = peak_premise(members)
+    across = peak_stability_verdict(peaks, threshold_pct, level)
+    by_family = {f: peak_stability_verdict([p for p in peaks if p.family == f], threshold_pct,
+                                           level) for f in premise.decided_on}
+    if not premise.met:
+        verdict, reason = NOT_APPLICABLE, premise.reason
+    else:
+        verdict, reason = combine_family_verdicts(
+            {f: (v.verdict, v.reason) for f, v in by_family.items()})
+    quantities = {p.model: {
+        "peak_depth_pct": Quantity(p.summary.max_pos_pct, p.peak_pct_low, p.peak_pct_high),
+        "peak_r": Quantity(p.summary.max_pos_r, p.peak_r_low, p.peak_r_high),
+        "peak_layer": Quantity(p.summary.max_pos_layer),
+        "n_layers": Quantity(p.n_layers)} for p in peaks}
+    return PeakStabilityReport(premise, PEAK_RULE, threshold_pct, verdict, reason,
+                               premise.decided_on, by_family, across,
+                               within_family_steps(members, quantities))
