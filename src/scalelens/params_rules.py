@@ -182,9 +182,9 @@ RULES: dict[str, Check] = {
     "perturb.math_path": any_value,  # a file or a cached dataset name: checked by the stage
     "perturb.math_split": pattern(r".+", "a split name"),
     "motifs.graphs_dir": repo_path("dir"),
-    "motifs.graph_sets": non_empty(plain_name),
+    "motifs.graph_sets": each(plain_name),
     "motifs.baseline": any_value,  # "" or one of graph_sets: validate()
-    "motifs.null_model": one_of("config", "er", "layer"),
+    "motifs.null_model": non_empty(one_of("config", "er", "layer")),
     "motifs.n_random": POSITIVE_INT,
     "motifs.swaps_per_edge": at_least(0, open_=True),
     "motifs.drop_error_nodes": any_value,
@@ -193,6 +193,21 @@ RULES: dict[str, Check] = {
     "motifs.min_effect_size": at_least(0, open_=True),
     "motifs.alpha": between(0, 1, lo_open=True, hi_open=True),
     "motifs.n_jobs": POSITIVE_INT,
+    "attribution.prompt_set": any_value,  # a key of prompts: validate()
+    "attribution.n_per_task": at_least(0),
+    "attribution.max_logits": POSITIVE_INT,
+    "attribution.logit_prob": between(0, 1, lo_open=True),
+    "attribution.max_feature_nodes": at_least(0),
+    "attribution.row_gflop_budget": at_least(0),
+    "attribution.batch_size": POSITIVE_INT,
+    "attribution.update_interval": POSITIVE_INT,
+    "attribution.row_top_k": POSITIVE_INT,
+    "attribution.node_threshold": between(0, 1, lo_open=True),
+    "attribution.edge_threshold": between(0, 1, lo_open=True),
+    "attribution.max_nodes": at_least(0),
+    "attribution.ablation": one_of("zero", "mean"),
+    "attribution.random_seed": SEED,
+    "attribution.max_completeness_error": at_least(0, open_=True),
 }
 
 
@@ -253,7 +268,7 @@ def validate(params, root: Path) -> None:
     """All rules, then what spans keys. Raises RuleError with one line."""
     check_rules(params, root)
     check_models(params.models)
-    for section in ("extract", "si", "gain", "ablation"):
+    for section in ("extract", "si", "gain", "ablation", "attribution"):
         key = getattr(params, section).prompt_set
         if key not in params.prompts:
             raise RuleError(f"{section}.prompt_set: {key!r} is not a key of prompts "
@@ -275,3 +290,16 @@ def validate(params, root: Path) -> None:
                         f"({', '.join(m.graph_sets)})")
     if len(set(m.graph_sets)) != len(m.graph_sets):
         raise RuleError(f"motifs.graph_sets: {m.graph_sets} lists a graph set twice")
+    if len(set(m.null_model)) != len(m.null_model):
+        raise RuleError(f"motifs.null_model: {m.null_model} lists a null model twice")
+    from scalelens.paths import model_slug
+
+    clash = sorted(set(m.graph_sets) & {model_slug(k) for k in params.models})
+    if clash:
+        raise RuleError(f"motifs.graph_sets: {clash} share a name with a model of the ladder, "
+                        f"whose graphs stage attribute builds; rename the imported folder")
+    graphs_dir = Path(m.graphs_dir) if Path(m.graphs_dir).is_absolute() else root / m.graphs_dir
+    for name in m.graph_sets:
+        if not (graphs_dir / name).is_dir():
+            raise RuleError(f"motifs.graph_sets: no folder {name!r} under motifs.graphs_dir "
+                            f"({graphs_dir})")

@@ -172,6 +172,24 @@ class ModelPaths:
     def perturb_fig(self) -> Path:
         return self._p("perturb", f"{self.slug}_fig4b.png")
 
+    # stage attribute
+    @property
+    def graphs_dir(self) -> Path:
+        """One attribution graph per prompt: <graphs_dir>/<task>/<task>-<i>.json."""
+        return RESULTS / "graphs" / self.slug
+
+    @property
+    def attribution_quality_csv(self) -> Path:
+        return self._p("attribution", f"{self.slug}_quality.csv")
+
+    @property
+    def attribution_metrics(self) -> Path:
+        return self._p("attribution", f"{self.slug}_attribution_metrics.json")
+
+    @property
+    def attribution_fig(self) -> Path:
+        return self._p("attribution", f"{self.slug}_quality.png")
+
 
 def model_paths(key: str) -> ModelPaths:
     return ModelPaths(model_slug(key))
@@ -195,9 +213,23 @@ class LadderPaths:
 
 
 class MotifPaths:
-    """The motif study: one census folder per graph set, one scale-analysis folder."""
+    """The motif study: one census folder per graph set, one scale-analysis folder.
+
+    Graph sets: each model of the ladder (named by its slug; graphs from stage attribute under
+    results/graphs/<slug>) and the imported sets named in motifs.graph_sets (under
+    motifs.graphs_dir)."""
 
     scale_dir = RESULTS / "motifs" / "scale"
+    CENSUS_FILES = ("census.csv", "census.json", "null_counts.npz")
+    SCALE_FILES = ("profiles.npz", "trends.csv", "transitions.csv", "baseline.csv")
+    SCALE_METRICS = "scale_analysis.json"
+
+    @staticmethod
+    def graph_sets(models, graphs_dir: str | Path, imported) -> dict[str, Path]:
+        """{graph set name: its graphs folder}: the ladder's models first, then imported sets."""
+        sets = {model_slug(k): ModelPaths(model_slug(k)).graphs_dir for k in models}
+        sets.update({name: Path(graphs_dir) / name for name in imported})
+        return sets
 
     @staticmethod
     def census_dir(graph_set: str) -> Path:

@@ -126,6 +126,11 @@ STAGES: tuple[StageSpec, ...] = (
               inputs=lambda mp: [mp.sweep_json("uniformity")],
               metrics=lambda _: [LadderPaths.verdict_json("uniformity")],
               plots=lambda _: [LadderPaths.verdict_fig("uniformity")]),
+    StageSpec("attribute", "model",
+              params=("seed", "device", "dtype", "attribution"),
+              prompts=lambda p: [p.attribution.prompt_set],
+              outs=lambda mp: [mp.graphs_dir, mp.attribution_quality_csv],
+              metrics=lambda mp: [mp.attribution_metrics], plots=lambda mp: [mp.attribution_fig]),
     StageSpec("motif_census", "graph_set", params=("seed", "motifs")),
     StageSpec("motif_scale", "motif_ladder", params=("motifs",)),
     StageSpec("ablate", "model",
@@ -239,23 +244,28 @@ def _body(spec: StageSpec, params: Params, mp: ModelPaths | None, ladder: dict[s
 
 
 def _motif_stages(params: Params) -> dict:
+    """motif_census per graph set (the ladder's attribution graphs, then imported sets) and
+    motif_scale over all of them."""
     m = params.motifs
+    sets = MotifPaths.graph_sets(params.models, m.graphs_dir, m.graph_sets)
     do = _body(stage_spec("motif_census"), params, None, {},
-               f"{PYTHON} stages/motif_census.py --model {KEY}")
-    do["deps"].append(f"{m.graphs_dir}/{KEY}")
-    d = MotifPaths.census_dir(KEY)
-    do["outs"] = _paths([d / "census.csv", d / "census.json", d / "null_counts.npz"])
+               f"{PYTHON} stages/motif_census.py --model {SLUG}")
+    do["deps"].append("${item}")  # the set's graphs folder
+    d = MotifPaths.census_dir(SLUG)
+    do["outs"] = _paths([d / name for name in MotifPaths.CENSUS_FILES])
     scale = _body(stage_spec("motif_scale"), params, None, {},
                   f"{PYTHON} stages/motif_scale.py")
-    scale["deps"] += [MotifPaths.census_json(s).as_posix() for s in m.graph_sets]
+    scale["deps"] += [MotifPaths.census_json(s).as_posix() for s in sets]
+    scale["deps"] += [ModelPaths(s).attribution_metrics.as_posix()
+                      for s in check_unique_slugs(params.models)]
     out = MotifPaths.scale_dir
-    scale["outs"] = _paths([out / n for n in ("profiles.npz", "trends.csv", "transitions.csv",
-                                               "baseline.csv")])
-    scale["metrics"] = [{(out / "scale_analysis.json").as_posix(): {"cache": False}}]
+    scale["outs"] = _paths([out / n for n in MotifPaths.SCALE_FILES])
+    scale["metrics"] = [{(out / MotifPaths.SCALE_METRICS).as_posix(): {"cache": False}}]
     from scalelens.plots.motifs import FIGURE_NAMES
 
     scale["plots"] = _paths([out / f"{n}.png" for n in FIGURE_NAMES])
-    return {"motif_census": {"foreach": list(m.graph_sets), "do": do}, "motif_scale": scale}
+    foreach = {name: folder.as_posix() for name, folder in sets.items()}
+    return {"motif_census": {"foreach": foreach, "do": do}, "motif_scale": scale}
 
 
 def build_dvc_yaml(params: Params) -> dict:

@@ -52,6 +52,7 @@ MLP_LAYOUTS: dict[str, MlpLayout] = {
     "qwen3": _LLAMA_MLP,
     "gemma2": _LLAMA_MLP,
     "gemma3_text": _LLAMA_MLP,
+    "gemma3": _LLAMA_MLP,  # Gemma 3 4B+: the multimodal wrapper around a gemma3_text model
     "phi3": MlpLayout(FUSED_GATED, "down_proj", "gate_up_proj", "activation_fn"),
     "phi": MlpLayout(PLAIN, "fc2", "fc1", "activation_fn"),
     "gpt_neox": MlpLayout(PLAIN, "dense_4h_to_h", "dense_h_to_4h", "act"),
@@ -138,8 +139,10 @@ def model_parts(model: nn.Module) -> ModelParts:
                 f"version lays the {mtype} MLP out differently"
             )
         mlps.append(mlp)
+    # a multimodal wrapper: only the language model runs on text (the vision tower never does)
+    text_model = getattr(getattr(model, "model", None), "language_model", None) or model
     norms = []
-    for module in model.modules():
+    for module in text_model.modules():
         kind = norm_kind(module)
         if kind is not None:
             norms.append((module, kind))
@@ -147,6 +150,7 @@ def model_parts(model: nn.Module) -> ModelParts:
     unembedding = model.get_output_embeddings()
     if embedding is None or unembedding is None:
         raise UnsupportedModelError(f"{mtype}: no input or output embedding module found")
-    softcap = getattr(model.config, "final_logit_softcapping", None)
+    text_config = getattr(model.config, "text_config", None) or model.config
+    softcap = getattr(text_config, "final_logit_softcapping", None)
     return ModelParts(mtype, layout, embedding, unembedding, tuple(mlps), tuple(norms),
                       float(softcap) if softcap else None)

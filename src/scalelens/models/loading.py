@@ -16,7 +16,7 @@ import copy
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -49,10 +49,36 @@ class LoadedModel:
     source: str  # "packaged-gguf" | "hub" | "local" | "tiny"
     device: torch.device
     dtype: torch.dtype
+    _weights_id: str | None = field(default=None, repr=False)
 
     @property
     def dequantised(self) -> bool:
         return self.source == "packaged-gguf"
+
+    @property
+    def weights_id(self) -> str:
+        """sha256 of the weights as loaded (every tensor's name, dtype, shape and bytes, in name
+        order): what was run, whatever the source. Computed once (~1 s per GB)."""
+        if self._weights_id is None:
+            self._weights_id = weights_sha256(self.model)
+        return self._weights_id
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the state dict: per tensor its name, dtype, shape and raw bytes (name order;
+    tied weights once)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    seen: set[int] = set()
+    for name, tensor in sorted(model.state_dict().items()):
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def resolve_device(device: str) -> torch.device:

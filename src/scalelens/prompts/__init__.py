@@ -19,6 +19,7 @@ BUILTIN = {
     "standard10_v3": DATA_DIR / "standard10_v3.json",
     "residual_gain_25": DATA_DIR / "residual_gain_25.json",
     "cognitive_tasks": DATA_DIR / "cognitive_tasks.json",
+    "attribution_tasks": DATA_DIR / "attribution_tasks.json",
 }
 
 
@@ -65,9 +66,14 @@ def load_prompt_set(name_or_path: str, expected_md5: str | None = None) -> Promp
         data = json.loads(path.read_text(encoding="utf-8"))
         items = data["prompts"]
         texts = tuple(str(p["text"]) for p in items)
-        cats = tuple(str(p.get("category", "")) for p in items)
+        cats = tuple(p.get("category") for p in items)
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise PromptSetError(f"{path}: not a prompt set file ({type(e).__name__}: {e})") from None
+    for i, (cat, text) in enumerate(zip(cats, texts)):
+        if not isinstance(cat, str) or not cat.strip():
+            raise PromptSetError(f"{path}: prompt {i} ({text[:40]!r}) has no category; every "
+                                 f"prompt needs a non-empty \"category\" (the studies group by "
+                                 f"it)")
     if not texts:
         raise PromptSetError(f"{path}: the prompt set is empty")
     ps = PromptSet(str(data.get("name", path.stem)), texts, cats, path)
