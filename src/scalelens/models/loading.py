@@ -178,14 +178,73 @@ def dequant_dir(sha256: str) -> Path:
     return cache_root() / "dequant" / f"v{DEQUANT_FORMAT}-{sha256}"
 
 
+MANIFEST = "MANIFEST.json"  # every file of a de-quantised cache with its size and sha256
+
+
 def _load_packaged(spec: ModelSpec, dtype: torch.dtype, attn: str):
-    """From the de-quantised cache; build it from the GGUF first if it is missing."""
+    """From the de-quantised cache, verified file by file against its manifest (any flipped
+    byte is caught); a missing, incomplete or damaged cache is (re)built from the GGUF."""
     target = dequant_dir(spec.gguf.sha256)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if not (target / "COMPLETE").is_file():
+        problem = verify_cache(target)
+        if problem is not None:
+            if target.exists():
+                log.warning("%s: %s; rebuilding it from the GGUF", target, problem)
             _build_dequant_cache(spec, target)
+            problem = verify_cache(target)
+            if problem is not None:
+                raise PackagedModelError(f"{target}: the cache rebuilt from the GGUF does not "
+                                         f"verify ({problem}); delete the folder and check the "
+                                         f"disk")
     return _from_pretrained(str(target), spec.key, dtype, attn)
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> dict[str, dict]:
+    """Record the size and sha256 of every file in `folder` (the manifest itself excluded)."""
+    import json
+
+    files = {p.name: {"size": p.stat().st_size, "sha256": _file_sha256(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True) + "\n")
+    return files
+
+
+def verify_cache(folder: Path) -> str | None:
+    """None when every file the manifest lists is there with its size and sha256 (and no file
+    is missing from it); else what is wrong, in words."""
+    import json
+    import time
+
+    if not (folder / "COMPLETE").is_file():
+        return "no cache yet" if not folder.exists() else "the cache is incomplete"
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"its {MANIFEST} is missing or unreadable"
+    t0 = time.perf_counter()
+    present = {p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST}
+    if present != set(files):
+        return f"files differ from the manifest ({sorted(present ^ set(files))})"
+    for name, want in files.items():
+        path = folder / name
+        if path.stat().st_size != want["size"]:
+            return f"{name} has {path.stat().st_size} bytes, the manifest says {want['size']}"
+        if _file_sha256(path) != want["sha256"]:
+            return f"{name} does not match its sha256 in the manifest (damaged)"
+    log.info("%s: %d files verified by sha256 in %.2f s", folder.name, len(files),
+             time.perf_counter() - t0)
+    return None
 
 
 def _tokenizer_check_texts() -> list[str]:
@@ -243,5 +302,6 @@ def _build_dequant_cache(spec: ModelSpec, target: Path) -> None:
     _plain_copy(model).save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     (tmp / "COMPLETE").write_text(f"{spec.key} {spec.gguf.sha256}\n")
+    write_manifest(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)

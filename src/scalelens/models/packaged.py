@@ -58,23 +58,6 @@ def sha256_file(path: Path, block: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _verified_marker(path: Path, sha: str) -> Path:
-    return path.with_name(path.name + f".{sha[:16]}.verified")
-
-
-def _marker_matches(marker: Path, path: Path) -> bool:
-    """A marker records size and mtime of the file whose sha256 was checked."""
-    if not marker.is_file():
-        return False
-    st = path.stat()
-    return marker.read_text().strip() == f"{st.st_size} {st.st_mtime_ns}"
-
-
-def _write_marker(marker: Path, path: Path) -> None:
-    st = path.stat()
-    marker.write_text(f"{st.st_size} {st.st_mtime_ns}\n")
-
-
 def verify_sha256(path: Path, expected: str, what: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
@@ -86,7 +69,10 @@ def verify_sha256(path: Path, expected: str, what: str) -> None:
 
 
 def gguf_path(spec: ModelSpec) -> Path:
-    """Path of the model's complete GGUF file, assembled and verified once under a file lock."""
+    """Path of the model's complete GGUF file, assembled once under a file lock and checked
+    against its sha256 every time it is asked for (it is only read to build the de-quantised
+    cache, so the check is cheap beside that; a file damaged with its size and time kept is
+    caught too). A multi-part file whose check fails is assembled again from the parts."""
     if spec.gguf is None:
         raise PackagedModelError(f"{spec.key} is not a packaged GGUF model")
     gguf = spec.gguf
@@ -98,14 +84,12 @@ def gguf_path(spec: ModelSpec) -> Path:
         lock_dir = target_dir = cache_root() / "gguf" / gguf.sha256
         target = target_dir / gguf.file_name
     lock_dir.mkdir(parents=True, exist_ok=True)
-    marker = lock_dir / _verified_marker(target, gguf.sha256).name
     with FileLock(str(lock_dir / f"{gguf.file_name}.lock")):
-        if target.is_file() and _marker_matches(marker, target):
-            return target
-        if len(parts) > 1:
+        if len(parts) > 1 and not (target.is_file() and sha256_file(target) == gguf.sha256):
+            if target.is_file():
+                log.warning("%s does not match its sha256; assembling it again", target)
             _assemble(parts, target)
         verify_sha256(target, gguf.sha256, f"GGUF of {spec.key}")
-        _write_marker(marker, target)
     return target
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,8 +215,13 @@ def _chunk_done(
     """True if path holds this very chunk of this run; raises if it holds another run's chunk."""
     if not path.exists():
         return False
-    with np.load(path, allow_pickle=False) as data:
-        found = _metadata_from_file(data)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            found = _metadata_from_file(data)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+        logger.warning("checkpoint %s is damaged (%s: %s); computing that chunk again", path,
+                       type(e).__name__, e)
+        return False
     expected = dict(meta, chunk_pairs=chunk, pair_start=pair_range[0], pair_stop=pair_range[1])
     keys = (*_RUN_KEYS, "chunk_pairs", "pair_start", "pair_stop")
     diff = _differences(expected, found, keys)
@@ -240,17 +246,24 @@ def merge_shards(checkpoint_dir: str | Path) -> PhiIDResult:
     chunks, reference, head_reasons = [], None, None
     by_shard: dict[int, list[PairChunk]] = {}
     for path in paths:
-        with np.load(path, allow_pickle=False) as data:
-            meta = _metadata_from_file(data)
-            if reference is None:
-                reference, head_reasons = meta, data["head_reasons"]
-            diff = _differences(reference, meta, _RUN_KEYS)
-            if diff:
-                raise CheckpointMismatchError(
-                    f"{path} does not belong to the same run as {paths[0]} ({diff}); keep one "
-                    f"run's shards per checkpoint directory"
-                )
-            chunk = _read_chunk(data)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = _metadata_from_file(data)
+                reasons = data["head_reasons"]
+                chunk = _read_chunk(data)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+            if isinstance(e, ScalelensError):
+                raise
+            raise ShardMergeError(f"{path} is damaged ({type(e).__name__}: {e}); rerun its "
+                                  f"--shard job, which computes the damaged chunk again") from None
+        if reference is None:
+            reference, head_reasons = meta, reasons
+        diff = _differences(reference, meta, _RUN_KEYS)
+        if diff:
+            raise CheckpointMismatchError(
+                f"{path} does not belong to the same run as {paths[0]} ({diff}); keep one "
+                f"run's shards per checkpoint directory"
+            )
         chunks.append(chunk)
         by_shard.setdefault(int(meta["shard_index"]), []).append(chunk)
     n_heads, n_shards = int(reference["n_heads"]), int(reference["n_shards"])
