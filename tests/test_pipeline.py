@@ -139,3 +139,18 @@ def test_a_hub_id_and_a_local_folder_get_their_own_stage_instances(tmp_path, in_
                                             "checkpoint-7": str(ckpt)}
     assert "results/activations/${key}.npz" in stages["extract"]["do"]["outs"]
     assert "results/sweeps/si/EleutherAI--pythia-70m.json" in stages["si_verdict"]["deps"]
+
+
+def test_declared_metrics_are_the_metrics_of_dvc_yaml(in_root):
+    from scalelens.pipeline import SLUG, declared_metrics
+
+    params = load_params("params.yaml")
+    stages = build_dvc_yaml(params)["stages"]
+    from_yaml = set()
+    for body in stages.values():
+        do = body.get("do", body)
+        for entry in do.get("metrics", []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            keys = list(body["foreach"]) if "foreach" in body else [None]
+            from_yaml |= {path.replace(SLUG, k) if k else path for k in keys}
+    assert {p.as_posix() for p in declared_metrics(params)} == from_yaml

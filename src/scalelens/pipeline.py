@@ -154,9 +154,6 @@ STAGES: tuple[StageSpec, ...] = (
               metrics=lambda mp: [mp.perturb_metrics], plots=lambda mp: [mp.perturb_fig]),
 )
 
-CACHED_METRICS = {"perturb"}  # metrics DVC caches too (dvc exp show reads them per experiment)
-
-
 def stage_spec(name: str) -> StageSpec:
     for s in STAGES:
         if s.name == name:
@@ -217,9 +214,8 @@ def _paths(values) -> list[str]:
     return [Path(v).as_posix() for v in values]
 
 
-def _metric_entries(spec: StageSpec, values) -> list:
-    if spec.name in CACHED_METRICS:
-        return _paths(values)
+def _metric_entries(values) -> list:
+    """Metrics are not cached by DVC: git tracks them (dvc metrics diff, dvc exp show)."""
     return [{p: {"cache": False}} for p in _paths(values)]
 
 
@@ -239,7 +235,7 @@ def _body(spec: StageSpec, params: Params, mp: ModelPaths | None, ladder: dict[s
     for key, fn in (("outs", spec.outs), ("metrics", spec.metrics), ("plots", spec.plots)):
         values = fn(mp)
         if values:
-            body[key] = _metric_entries(spec, values) if key == "metrics" else _paths(values)
+            body[key] = _metric_entries(values) if key == "metrics" else _paths(values)
     return body
 
 
@@ -282,6 +278,19 @@ def build_dvc_yaml(params: Params) -> dict:
         elif spec.name == "motif_census":
             stages.update(_motif_stages(params))
     return {"stages": stages}
+
+
+def declared_metrics(params: Params) -> list[Path]:
+    """Every metrics file of the pipeline for this ladder (what dvc.yaml declares)."""
+    slugs = list(check_unique_slugs(params.models))
+    out: list[Path] = []
+    for spec in STAGES:
+        if spec.scope == "model":
+            out += [Path(p) for s in slugs for p in spec.metrics(ModelPaths(s))]
+        elif spec.scope == "ladder":
+            out += [Path(p) for p in spec.metrics(None)]
+    out.append(MotifPaths.scale_dir / MotifPaths.SCALE_METRICS)
+    return sorted(set(out))
 
 
 def render(params: Params) -> str:
