@@ -34,3 +34,13 @@ def mlflow_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ladder_repo(tmp_path_factory):
+    """The tiny pipeline, every stage, run once per session with `dvc repro` (minutes): an
+    offline hub id and a local checkpoint folder. (root, model keys). Tests that change it
+    work on a clone."""
+    from tiny_pipeline import build_ladder_repo
+
+    return build_ladder_repo(tmp_path_factory.mktemp("ladder"))

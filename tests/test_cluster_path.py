@@ -8,37 +8,15 @@ second `dvc repro` must find nothing to do.
 import json
 
 import pytest
-from hub_cache import save_as_hub_download
-from tiny_pipeline import dvc, make_repo
+from tiny_pipeline import HUB_ID, dvc
 
-from scalelens.models import load_model
 from scalelens.paths import LadderPaths, model_paths
 from scalelens.pipeline import STAGES
 
-HUB_ID = "google/gemma-3-4b-tiny"  # the multimodal wrapper, as gemma-3-4b-pt loads
 
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, monkeypatch_module):
-    base = tmp_path_factory.mktemp("cluster")
-    hf = base / "hf"
-    save_as_hub_download(hf, HUB_ID, load_model("tiny:gemma3:3"))
-    local = base / "checkpoints" / "qwen3-shaped"
-    lm = load_model("tiny:qwen3_4b:5")
-    lm.model.save_pretrained(local)
-    lm.tokenizer.save_pretrained(local)
-    monkeypatch_module.setenv("HF_HOME", str(hf))
-    monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch_module.delenv("HF_HUB_CACHE", raising=False)
-    root = make_repo(base / "repo", [HUB_ID, str(local)])
-    dvc(root, "repro")
-    return root, [HUB_ID, str(local)]
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+@pytest.fixture()
+def repo(ladder_repo):
+    return ladder_repo
 
 
 def test_every_stage_ran_for_both_keys_under_their_slugs(repo):

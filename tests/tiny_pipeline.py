@@ -44,8 +44,12 @@ def tiny_params(models: list[str], **overrides) -> dict:
 
 def env(repo: Path) -> dict:
     """The environment a stage sees: this interpreter first on PATH, the copy's own code,
-    MLflow in the repo."""
-    out = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    MLflow in the repo, and whatever the repo asked for in .tiny-env.json (a hub cache)."""
+    import json
+
+    extra_file = Path(repo) / ".tiny-env.json"
+    extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
+    out = {**os.environ, **extra, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": str(Path(repo) / "src"), "SCALELENS_PYTHON": sys.executable,
            "OMP_NUM_THREADS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -85,3 +89,32 @@ def make_repo(dest: Path, models: list[str], **overrides) -> Path:
 
 def dvc(repo: Path, *args: str, timeout: int = 1800, check: bool = True):
     return run([str(BIN / "dvc"), *args], repo, timeout=timeout, check=check)
+
+
+HUB_ID = "google/gemma-3-4b-tiny"  # a tiny Gemma 3 multimodal wrapper, as gemma-3-4b-pt loads
+LOCAL_NAME = "qwen3-shaped"  # a tiny Qwen3-4B-shaped model in a local checkpoint folder
+
+
+def build_ladder_repo(base: Path) -> tuple[Path, list[str]]:
+    """The tiny pipeline run once with `dvc repro` on a cluster user's two kinds of key: a hub
+    id loaded offline from an hf-download-shaped cache and a local checkpoint folder. Returns
+    the repository and its model keys. Its .tiny-env.json makes every later command offline."""
+    import json
+
+    from hub_cache import save_as_hub_download
+
+    from scalelens.models import load_model
+
+    hf = base / "hf"
+    save_as_hub_download(hf, HUB_ID, load_model("tiny:gemma3:3"))
+    local = base / "checkpoints" / LOCAL_NAME
+    lm = load_model("tiny:qwen3_4b:5")
+    lm.model.save_pretrained(local)
+    lm.tokenizer.save_pretrained(local)
+    models = [HUB_ID, str(local)]
+    root = make_repo(base / "repo", models)
+    (root / ".tiny-env.json").write_text(json.dumps({"HF_HOME": str(hf), "HF_HUB_OFFLINE": "1"}))
+    with open(root / ".git" / "info" / "exclude", "a") as f:
+        f.write("/.tiny-env.json\n")
+    dvc(root, "repro")
+    return root, models
