@@ -65,6 +65,7 @@ def main(ctx: StageContext) -> None:
         **summary.headline(),
         "kl_all_removed_nats": float(sweep.kl_nats[0, -1].mean()),
         "step_size": step, "n_heads": n_total, "n_prompts": len(texts),
+        **ablation.resolution_vs_seed(step, len(texts)),
         "n_forward_passes": sweep.n_forward_passes,
     }
     save_json(metrics_path, metrics)  # no timings: same inputs, same bytes

@@ -48,7 +48,7 @@ def main(ctx: StageContext) -> None:
     npz_path = ctx.out(ctx.paths.sweep_npz("gain"))
     metrics_path = ctx.out(ctx.paths.sweep_metrics("gain"))
 
-    lm, device, dtype = ctx.load_model()
+    lm, device, dtype = ctx.load_model(cuda_dtype=g.cuda_dtype)
     hidden, blocks, n_tokens = last_token_norms(lm, prompts.texts)
     cfg = getattr(lm.model.config, "text_config", None) or lm.model.config
     result = gain.residual_gain_study(hidden, blocks, lm.geometry.n_heads, cfg.hidden_size,

@@ -42,8 +42,10 @@ def statement_labels(ds: U.StatementPairDataset) -> list[str]:
     return labels["A"] + labels["B"]
 
 
-def pooled_states(lm: LoadedModel, texts, labels, layers, batch_size: int) -> tuple:
-    """Mean-pooled embeddings [len(layers), n, d], mean token NLL [n], BOS rule per statement."""
+def pooled_states(lm: LoadedModel, texts, labels, layers, batch_size: int,
+                  skip_first: str = "bos") -> tuple:
+    """Mean-pooled embeddings [len(layers), n, d], mean token NLL [n], BOS rule per statement
+    (`skip_first`: "bos" skips position 0 only when it is the BOS token, "always" as seed 003)."""
     if batch_size < 1:
         raise ScalelensError(f"uniformity.batch_size must be >= 1, got {batch_size}")
     tok = lm.tokenizer
@@ -60,7 +62,7 @@ def pooled_states(lm: LoadedModel, texts, labels, layers, batch_size: int) -> tu
         states = capture.forward_states_batch(lm, [texts[i] for i in idx],
                                               with_block_outputs=False)
         for i, fs in zip(idx, states):
-            rule = U.bos_rule(int(fs.input_ids[0]), tok.bos_token_id)
+            rule = U.bos_rule(int(fs.input_ids[0]), tok.bos_token_id, skip_first)
             try:
                 pooled = U.mean_pooled_embeddings(fs.hidden_states[index], rule.skip_first)
             except ValueError as e:
@@ -86,11 +88,12 @@ def main(ctx: StageContext) -> None:
     npz_path = ctx.out(ctx.paths.sweep_npz("uniformity"))
     metrics_path = ctx.out(ctx.paths.sweep_metrics("uniformity"))
 
-    lm, device, dtype = ctx.load_model()
+    lm, device, dtype = ctx.load_model(cuda_dtype=u.cuda_dtype)
     n_layers = lm.geometry.n_layers
     layers = U.select_layers(n_layers, u.layer_step)
     texts = list(ds.statements_a()) + list(ds.statements_b())
-    emb, nll, rules = pooled_states(lm, texts, statement_labels(ds), layers, u.batch_size)
+    emb, nll, rules = pooled_states(lm, texts, statement_labels(ds), layers, u.batch_size,
+                                    u.skip_first)
     n = ds.n_pairs
     rule = bos_rule_text(rules)
     study = U.uniformity_asymmetry_study(
@@ -103,6 +106,7 @@ def main(ctx: StageContext) -> None:
     doc = {**study.to_dict(), **identity.to_dict(), "source": lm.source, "device": device,
            "dtype": dtype, "dataset": u.dataset, "dataset_md5": hashlib.md5(data).hexdigest(),
            "n_categories": len(ds.categories), "layer_step": u.layer_step,
+           "skip_first": u.skip_first, "seed_rule_used": u.skip_first == "always",
            "bos_token": lm.tokenizer.bos_token, "bos_token_id": lm.tokenizer.bos_token_id,
            "bos_rule_counts": dict(Counter(rules)),
            "capture": {"passes": "one per statement, right-padded batches of "

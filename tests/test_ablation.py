@@ -161,3 +161,15 @@ def test_rankings_must_list_every_head_of_the_model():
     with pytest.raises(ScalelensError, match=r"^rankings list 11 heads but tiny:llama has 12: "
                                              r"rerun `dvc repro rank@tiny-llama`$"):
         require_rankings_fit(np.arange(11), "tiny:llama", 12)
+
+
+def test_resolution_is_compared_with_the_seeds():
+    from scalelens.ablation import resolution_vs_seed
+
+    coarse = resolution_vs_seed(step_size=27, n_prompts=16)
+    assert coarse["coarser_than_seed"] is True
+    assert coarse["resolution_note"] == (
+        "coarser than seed 001: a step of 27 heads (seed: 8) and 16 prompts (seed: 60); the "
+        "seed's resolution: ablation.step_size 8, ablation.n_prompts 60")
+    fine = resolution_vs_seed(step_size=8, n_prompts=64)
+    assert fine["coarser_than_seed"] is False and fine["seed_step_size"] == 8

@@ -234,3 +234,15 @@ def test_uniformity_study_round_trips_through_json():
     assert back.category_names == ("w", "x", "y", "z") and back.r_replicates.shape == (0, 3)
     for name in ("r", "p", "r_low", "r_high", "depth_pct", "category_ua", "peak_pct_replicates"):
         np.testing.assert_allclose(getattr(back, name), getattr(s, name), equal_nan=True)
+
+
+def test_the_seeds_first_token_rule_is_a_switch():
+    from scalelens.sweeps.uniformity import SEED_RULE, bos_rule
+
+    assert bos_rule(5, 1).skip_first is False  # not BOS: kept by default
+    assert bos_rule(1, 1).skip_first is True
+    always = bos_rule(5, 1, mode="always")
+    assert always.skip_first is True and always.rule == SEED_RULE
+    assert bos_rule(5, None, mode="always").skip_first is True
+    with pytest.raises(ValueError, match="skip_first"):
+        bos_rule(1, 1, mode="sometimes")

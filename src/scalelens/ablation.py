@@ -117,6 +117,25 @@ def read_head_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             frame["syn_red_score"].to_numpy(np.float64))
 
 
+SEED_STEP_SIZE = 8  # seed 001: heads removed between KL points
+SEED_N_PROMPTS = 60  # seed 001: prompts the KL is averaged over
+
+
+def resolution_vs_seed(step_size: int, n_prompts: int) -> dict:
+    """How this run's resolution compares with seed 001's (a step of 8 heads, 60 prompts)."""
+    coarser = []
+    if step_size > SEED_STEP_SIZE:
+        coarser.append(f"a step of {step_size} heads (seed: {SEED_STEP_SIZE})")
+    if n_prompts < SEED_N_PROMPTS:
+        coarser.append(f"{n_prompts} prompts (seed: {SEED_N_PROMPTS})")
+    return {"seed_step_size": SEED_STEP_SIZE, "seed_n_prompts": SEED_N_PROMPTS,
+            "coarser_than_seed": bool(coarser),
+            "resolution_note": ("coarser than seed 001: " + " and ".join(coarser)
+                                + "; the seed's resolution: ablation.step_size 8, "
+                                  "ablation.n_prompts 60") if coarser
+            else "at or finer than seed 001's resolution (a step of 8 heads, 60 prompts)"}
+
+
 def require_rankings_fit(flat_index: np.ndarray, model: str, n_heads_total: int) -> None:
     """A head-rankings csv must list every head of the model it is applied to."""
     if len(flat_index) != n_heads_total:

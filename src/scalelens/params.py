@@ -82,6 +82,8 @@ class GainParams:
     n_perm: int = 10000
     boot_seed: int = 0
     rho_threshold: float = 0.2
+    # on CUDA: the seed's float16 (bf16's 8-bit mantissa can flip G < 1 near 1.0); "" = dtype.cuda
+    cuda_dtype: str = "float16"
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class UniformityParams:
     boot_seed: int = 0
     peak_std_threshold_pct: float = 10.0
     batch_size: int = 16  # statements per padded forward pass (speed only)
+    # mean pooling skips position 0: "bos" only when it is the BOS token; "always" (seed 003)
+    skip_first: str = "bos"
+    cuda_dtype: str = "float16"  # on CUDA: the seed's float16; "" = dtype.cuda
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,10 @@ class StageContext:
     def params_sha256(self) -> str:
         return params_sha256(self.params_path)
 
-    def load_model(self):
-        """The stage's model on params' device, in params' dtype for that device, after seeding
-        torch with params' seed. Returns (LoadedModel, device type, dtype name)."""
+    def load_model(self, cuda_dtype: str = ""):
+        """The stage's model on params' device, in params' dtype for that device (on CUDA the
+        study's own `cuda_dtype` when it names one), after seeding torch with params' seed.
+        Returns (LoadedModel, device type, dtype name)."""
         import torch
 
         from scalelens.models.loading import load_model, resolve_device
@@ -127,6 +128,8 @@ class StageContext:
         torch.manual_seed(self.params.seed)
         device = resolve_device(self.params.device)
         dtype = self.params.dtype_for(device.type)
+        if device.type == "cuda" and cuda_dtype:
+            dtype = cuda_dtype
         lm = load_model(self.model, dtype=dtype, device=str(device))
         return lm, device.type, dtype
 

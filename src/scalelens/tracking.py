@@ -102,10 +102,10 @@ class StageRun:
             _retry(self._mlflow.log_params, dict(items[i:i + 100]))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Log numbers (bools as 0/1); None, NaN and inf are left out, since MLflow cannot
-        compare or plot them (the stage's own json keeps them, as null)."""
+        """Log numbers (bools as 0/1); None, NaN, inf and anything not a number are left out,
+        since MLflow cannot compare or plot them (the stage's own json keeps them)."""
         clean = {k: float(v) for k, v in metrics.items()
-                 if v is not None and math.isfinite(float(v))}
+                 if isinstance(v, int | float) and math.isfinite(float(v))}
         _retry(self._mlflow.log_metrics, clean, step=step)
 
     def set_tags(self, tags: dict[str, object]) -> None:

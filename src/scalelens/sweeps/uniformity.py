@@ -179,8 +179,16 @@ class BosRule:
     rule: str
 
 
-def bos_rule(first_input_id: int, bos_token_id: int | None) -> BosRule:
-    """Skip position 0 only if the tokenizer put its BOS token there (the seed always skipped)."""
+SEED_RULE = "skipped position 0 always (seed 003's rule, uniformity.skip_first: always)"
+
+
+def bos_rule(first_input_id: int, bos_token_id: int | None, mode: str = "bos") -> BosRule:
+    """Skip position 0 only if the tokenizer put its BOS token there (mode "bos", the default),
+    or always (mode "always": seed 003, which assumed every tokenizer prepends BOS)."""
+    if mode == "always":
+        return BosRule(True, SEED_RULE)
+    if mode != "bos":
+        raise ValueError(f"skip_first must be 'bos' or 'always', got {mode!r}")
     if bos_token_id is None:
         return BosRule(False, "kept position 0: the tokenizer has no BOS token")
     if int(first_input_id) == int(bos_token_id):
