@@ -9,7 +9,8 @@ replicates, per-seed SIs) and the metrics json results/sweeps/si/<model>_metrics
 
 Capture as in the seed: eager attention, use_cache off, each prompt alone (no padding), truncated to
 `si.max_length`, no chat template. Before the run, the seed's sanity check on the first prompt
-walks the dtype variants `si.dtype_order` (bf16, fp16, fp32), loading the model in each, and the
+walks the dtype variants `si.dtype_order` on CUDA (bf16, fp16, fp32: the seed's) or
+`si.cpu_dtype_order` on a CPU (fp32), loading the model in each, and the
 first that passes is used for the whole run and recorded.
 """
 
@@ -99,7 +100,8 @@ def main(ctx: StageContext) -> None:
     metrics_path = ctx.out(ctx.paths.sweep_metrics("si"))
     device = resolve_device(p.device)
 
-    selection, lm = walk_dtype_variants(ctx.model, prompts.texts[0], s.dtype_order, str(device),
+    order = s.dtype_order if device.type == "cuda" else s.cpu_dtype_order
+    selection, lm = walk_dtype_variants(ctx.model, prompts.texts[0], order, str(device),
                                         s.max_length, s.sanity_threshold)
     log.info("%s: sanity passed with %s (SI on the test prompt %.4f)", ctx.model,
              selection.chosen, selection.result.baseline_si)

@@ -74,7 +74,7 @@ def tiny_params(folder: Path, shards: int = 2) -> Path:
     p["device"] = "cpu"
     p["extract"].update(max_new_tokens=12, min_new_tokens=12, batch_size=64)
     p["phiid"].update(chunk_pairs=16, shards=shards)  # 66 pairs: 3 chunks per shard
-    p["si"].update(n_boot=40)
+    p["si"].update(n_boot=40, cpu_dtype_order=["bf16", "fp16", "fp32"])  # tiny: the walk
     p["gain"].update(n_boot=40, n_perm=200)
     p["uniformity"].update(n_boot=40, layer_step=1, dataset="data/statements/tiny_pairs.json")
     p["ablation"].update(n_prompts=4, n_points=4, random_seeds=[0, 1], batch_size=4)

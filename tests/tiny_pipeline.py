@@ -27,7 +27,7 @@ def tiny_params(models: list[str], **overrides) -> dict:
     p["device"] = "cpu"
     p["extract"].update(max_new_tokens=12, min_new_tokens=12, batch_size=64)
     p["phiid"].update(chunk_pairs=0)
-    p["si"].update(n_boot=50)
+    p["si"].update(n_boot=50, cpu_dtype_order=["bf16", "fp16", "fp32"])  # tiny: the walk
     p["gain"].update(n_boot=50, n_perm=200)
     p["uniformity"].update(n_boot=50, layer_step=1)
     p["ablation"].update(n_prompts=4, n_points=3, random_seeds=[0, 1], batch_size=8)

@@ -141,6 +141,7 @@ RULES: dict[str, Check] = {
     "si.n_boot": N_BOOT,
     "si.boot_seed": SEED,
     "si.dtype_order": non_empty(one_of("bf16", "fp16", "fp32")),
+    "si.cpu_dtype_order": non_empty(one_of("bf16", "fp16", "fp32")),
     "si.sanity_threshold": at_least(0, open_=True),
     "si.target": between(0, 1),
     "si.tolerance": at_least(0),
