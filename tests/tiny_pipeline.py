@@ -117,4 +117,18 @@ def build_ladder_repo(base: Path) -> tuple[Path, list[str]]:
     with open(root / ".git" / "info" / "exclude", "a") as f:
         f.write("/.tiny-env.json\n")
     dvc(root, "repro")
+    run(["git", "add", "-A"], root)  # dvc.lock, the metrics (git-tracked) and DVC's .gitignores
+    run(["git", "commit", "-q", "-m", "results of the tiny pipeline"], root)
     return root, models
+
+
+def clone(repo: Path, dest: Path) -> Path:
+    """A fresh git clone of `repo` (no results: only what git tracks), offline like it."""
+    import shutil
+
+    run(["git", "clone", "-q", str(repo), str(dest)], repo.parent)
+    if (repo / ".tiny-env.json").exists():
+        shutil.copy2(repo / ".tiny-env.json", dest / ".tiny-env.json")
+        with open(dest / ".git" / "info" / "exclude", "a") as f:
+            f.write("/.tiny-env.json\n")
+    return dest
