@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from scalelens.motifs.analysis import GraphMotifResult, analyze_graph, graph_seed
 from scalelens.motifs.census import MOTIF_FFL, TRIAD_LABELS, label_index
@@ -197,18 +198,21 @@ def census_graph_set(name: str, graphs: Sequence[AttributionGraph], source: str,
     facts = resolve_set_facts(name, source, [g.metadata for g in graphs],
                               [g.task for g in graphs], require_size=require_size)
     entries = []
+    bar = tqdm(total=len(graphs) * len(settings.null_models), disable=not progress,
+               desc=f"motif census {name}", unit="graph x null")
     for g in graphs:
-        results = {
-            null: analyze_graph(
+        results = {}
+        for null in settings.null_models:
+            results[null] = analyze_graph(
                 g, null_model=null, n_random=settings.n_random,
                 seed=graph_seed(settings.seed, name, g.task, g.graph_id, null),
                 swaps_per_edge=settings.swaps_per_edge, z_threshold=settings.z_threshold,
-                n_jobs=n_jobs, executor=executor, progress=progress,
-                census_method=census_method)
-            for null in settings.null_models}
+                n_jobs=n_jobs, executor=executor, census_method=census_method)
+            bar.update()
         entries.append(GraphCensus(g.graph_id, g.task, _relative(g.source_path, root),
                                    graph_is_synthetic(g.metadata), graph_quality(g.metadata),
                                    results))
+    bar.close()
     return SetCensus(facts, settings, tuple(entries))
 
 
