@@ -10,8 +10,8 @@ premise of at least 2 sizes of one family (scalelens.motifs.study).
 Outs under results/motifs/scale/: scale_analysis.json (keyed by null under `by_null`, with the
 sets' facts, premise and reads), profiles.npz, trends.csv and transitions.csv (a null_model and
 a scope column), baseline.csv, and the figures (scalelens.plots.motifs.FIGURE_NAMES). MLflow
-tags: ffl_backbone.<null>, scale_read.ffl.<null>, scale_read.profile.<null>, premise_met,
-families, synthetic. Everything says `synthetic` when any set read is synthetic.
+tags: ffl_backbone.<null>, scale_read.ffl.<null>, scale_read.profile.<null>, n_caveats.<null>,
+premise_met, families, synthetic. Everything says `synthetic` when any set read is synthetic.
 """
 
 import json
@@ -70,6 +70,7 @@ def main(ctx: StageContext) -> None:
         tags[f"n_transitions.{null}"] = len(read.analysis.transitions)
         for q, v in read.questions.items():
             tags[f"scale_read.{q}.{null}"] = v.verdict
+        tags[f"n_caveats.{null}"] = len(read.questions["ffl"].caveats)
         for s in read.analysis.ffl.per_model:
             metrics[f"ffl_mean_z.{null}.{s.model}"] = s.mean_z
             metrics[f"ffl_pct_enriched.{null}.{s.model}"] = s.pct_enriched

@@ -163,6 +163,12 @@ def test_set_census_under_two_nulls_z_by_definition():
     assert config.null_counts[:, label_index("030C")].max() > 0
     ffl = label_index("030T")
     assert layer.z[ffl] != pytest.approx(config.z[ffl])
+    # on a DAG kept a DAG, sum C(k_out, 2) = 021D + 030T, sum C(k_in, 2) = 021U + 030T and
+    # sum k_out k_in = 021C + 030T are fixed by the degrees: each open class moves by -030T,
+    # so its Z is exactly -Z(030T) (one free number per graph under the layer null)
+    for lab in ("021D", "021U", "021C"):
+        assert layer.z[label_index(lab)] == pytest.approx(-layer.z[ffl])
+        assert config.z[label_index(lab)] != pytest.approx(-config.z[ffl])
     # views: one csv row per (graph, null); npz per (null, graph); json round trip
     rows = census.table()
     assert [r["null_model"] for r in rows] == ["config", "layer"]

@@ -23,11 +23,11 @@ QUALITY = {"faithfulness": 0.6, "faithfulness_random": 0.1, "influence_kept": 0.
            "completeness_max_rel_error_max": 1e-6}
 
 
-def result(name, z_ffl, z_chain, task, gid, null):
+def result(name, z_ffl, z_chain, task, gid, null, n_edges=20):
     z = np.zeros(16)
     z[label_index("030T")], z[label_index("021C")] = z_ffl, z_chain
     return GraphMotifResult(
-        graph_id=gid, model=name, task=task, n_nodes=10, n_edges=20, null_model=null,
+        graph_id=gid, model=name, task=task, n_nodes=10, n_edges=n_edges, null_model=null,
         n_random=10, seed=0, swaps_per_edge=10.0, z_threshold=2.0,
         observed=np.zeros(16, dtype=np.int64), null_mean=np.zeros(16), null_std=np.zeros(16),
         z=z, zero_variance=np.zeros(16, dtype=bool), sp=significance_profile(z), enriched=(),
@@ -35,14 +35,15 @@ def result(name, z_ffl, z_chain, task, gid, null):
 
 
 def census(name, family, n_params, ffl, chain=None, layer_shift=0.0, synthetic=False,
-           quality=QUALITY):
+           quality=QUALITY, edges=None):
     """A SetCensus with one graph per Z value; the layer null's Z is the config's + shift."""
     chain = chain if chain is not None else [0.0] * len(ffl)
+    edges = edges if edges is not None else [20] * len(ffl)
     graphs = []
-    for k, (zf, zc) in enumerate(zip(ffl, chain)):
+    for k, (zf, zc, e) in enumerate(zip(ffl, chain, edges)):
         task = "a" if k % 2 == 0 else "b"
-        results = {"config": result(name, zf, zc, task, f"{name}-{k}", "config"),
-                   "layer": result(name, zf + layer_shift, zc, task, f"{name}-{k}", "layer")}
+        results = {"config": result(name, zf, zc, task, f"{name}-{k}", "config", e),
+                   "layer": result(name, zf + layer_shift, zc, task, f"{name}-{k}", "layer", e)}
         graphs.append(GraphCensus(f"{name}-{k}", task, f"{name}/{k}.json", synthetic, None,
                                   results))
     facts = GraphSetFacts(name, "attribution", name, family, "test", False, n_params, "test",
@@ -111,6 +112,20 @@ def test_no_change_when_the_step_is_small():
     read = run_motif_study(sets, NULLS).by_null["config"]
     assert read.questions["ffl"].verdict == NO_CHANGE  # d = 0.5
     assert "largest: 030T a1 -> a2" in read.questions["ffl"].reason
+    assert read.questions["ffl"].caveats == ()  # same graph sizes, faithful graphs
+
+
+def test_caveats_name_steps_whose_graphs_change_size_or_are_not_faithful():
+    weak = {**QUALITY, "faithfulness": 0.05, "faithfulness_random": 0.0}
+    sets = {"a1": census("a1", "a", 1e8, [1, 2, 3], edges=[100, 110, 120]),
+            "a2": census("a2", "a", 2e8, [6, 7, 8], edges=[40, 45, 50], quality=weak),
+            "b": census("b", "b", 5e8, [1, 2, 3], edges=[10, 10, 10], quality=weak)}
+    q = run_motif_study(sets, NULLS).by_null["layer"].questions["ffl"]
+    assert q.verdict == CHANGES and len(q.caveats) == 2
+    assert q.caveats[0] == ("graph size changes in a1 -> a2: 110 -> 45 edges per graph (Z grows "
+                            "with graph size)")
+    assert q.caveats[1].startswith("a2's graphs are barely faithful: faithfulness 0.050 vs 0.000")
+    assert not any("b's" in c for c in q.caveats)  # family b decides nothing
 
 
 def test_premise_not_met_without_two_sizes_of_one_family():

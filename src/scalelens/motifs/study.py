@@ -20,7 +20,7 @@ computation change as models get bigger?", read as the sweeps read theirs
 - Within-family steps (``within_family_steps``): per step, the mean Z of the key motifs with a
   95% t interval over the graphs, and the graphs' quality (faithfulness, its random baseline,
   influence kept, edges) before and after, so a change of Z can be read beside a change of the
-  graphs.
+  graphs; ``step_caveats`` names the steps whose graphs change size or are barely faithful.
 
 SYNTHETIC: the study is synthetic when any set it reads (baseline included) is; every view says
 so (``synthetic`` and ``synthetic_sets``).
@@ -88,6 +88,37 @@ MOTIF_PREMISE_RULE = (
 )
 #: Graph quality entering the within-family steps (facts.quality keys).
 STEP_QUALITY = ("faithfulness", "faithfulness_random", "influence_kept", "n_edges")
+#: A set whose mean faithfulness beats its random baseline by less than this gets a caveat.
+FAITHFULNESS_MARGIN = 0.1
+
+
+def step_caveats(within: WithinFamily, decided: Sequence[str]) -> tuple[str, ...]:
+    """What, in the decided families' steps, a change (or no change) of Z may be read as:
+
+    - the graphs' size changes: the 95% intervals of the census edge counts do not overlap (Z
+      grows with graph size, so a change of Z may be one of the graphs, not of the model);
+    - a set's graphs are not faithful: mean faithfulness - mean random baseline <
+      FAITHFULNESS_MARGIN (the graphs explain the output little better than random units).
+    """
+    out = []
+    for step in within.steps:
+        if step.family not in decided:
+            continue
+        edges = step.changes.get("census_edges")
+        if edges is not None and edges.intervals_overlap is False:
+            out.append(f"graph size changes in {step.before} -> {step.after}: "
+                       f"{edges.before.point:.0f} -> {edges.after.point:.0f} edges per graph "
+                       "(Z grows with graph size)")
+        for name, side in ((step.before, "before"), (step.after, "after")):
+            faith = step.changes.get("quality.faithfulness")
+            rand = step.changes.get("quality.faithfulness_random")
+            if faith is None or rand is None:
+                continue
+            f, r = getattr(faith, side).point, getattr(rand, side).point
+            if math.isfinite(f) and math.isfinite(r) and f - r < FAITHFULNESS_MARGIN:
+                out.append(f"{name}'s graphs are barely faithful: faithfulness {f:.3f} vs "
+                           f"{r:.3f} for random units (margin < {FAITHFULNESS_MARGIN:g})")
+    return tuple(dict.fromkeys(out))
 
 
 def mean_interval(values: Sequence[float], level: float = 0.95) -> Quantity:
@@ -112,10 +143,11 @@ class ScaleQuestion:
     verdict: str
     reason: str
     by_family: Mapping[str, tuple[str, str]]
+    caveats: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"question": QUESTION_TEXT[self.question], "labels": list(self.labels),
-                "verdict": self.verdict, "reason": self.reason,
+                "verdict": self.verdict, "reason": self.reason, "caveats": list(self.caveats),
                 "by_family": {f: {"verdict": v, "reason": r}
                               for f, (v, r) in self.by_family.items()}}
 
@@ -337,6 +369,8 @@ def run_motif_study(censuses: Mapping[str, SetCensus], null_models: Sequence[str
             baseline_name=baseline or "baseline", z_threshold=z_threshold,
             min_effect_size=min_effect_size, alpha=alpha)
         effects, trends = _within(analysis.profiles, members, n_params, min_effect_size, alpha)
+        within = within_family_steps(members, _step_quantities(censuses, null, analysis.models))
+        caveats = step_caveats(within, premise.decided_on)
         questions = {}
         for q, labels in QUESTIONS.items():
             by_family = {f: family_read(effects.get(f, ()), labels, min_effect_size)
@@ -345,10 +379,9 @@ def run_motif_study(censuses: Mapping[str, SetCensus], null_models: Sequence[str
                 verdict, reason = NOT_APPLICABLE, premise.reason
             else:
                 verdict, reason = combine_family_verdicts(by_family)
-            questions[q] = ScaleQuestion(q, tuple(labels), verdict, reason, by_family)
+            questions[q] = ScaleQuestion(q, tuple(labels), verdict, reason, by_family, caveats)
         by_null[null] = NullScaleRead(
-            null, analysis, {m: censuses[m].facts.family for m in analysis.models},
-            within_family_steps(members, _step_quantities(censuses, null, analysis.models)),
+            null, analysis, {m: censuses[m].facts.family for m in analysis.models}, within,
             effects, trends, questions,
             {m: np.array([r.n_edges for r in censuses[m].results(null)], dtype=np.int64)
              for m in analysis.models})

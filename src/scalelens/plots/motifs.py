@@ -169,9 +169,11 @@ def _family_steps(study: MotifScaleStudy) -> list[tuple[str, list[int]]]:
     return out
 
 
-def _symmetric_norm(values: np.ndarray) -> TwoSlopeNorm:
+def _symmetric_norm(values: np.ndarray, floor: float = 4.0) -> TwoSlopeNorm:
+    """Diverging colours around 0 reaching at least +-floor (2 x the enrichment threshold),
+    so |Z| below the threshold stays pale whatever the panel's range."""
     finite = values[np.isfinite(values)]
-    vmax = max(float(np.abs(finite).max()) if finite.size else 1.0, 1e-9)
+    vmax = max(float(np.abs(finite).max()) if finite.size else 0.0, floor)
     return TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
 
 
@@ -191,8 +193,9 @@ def scale_heatmap(study: MotifScaleStudy, labels: Sequence[str] = CONNECTED_LABE
     fig, axes = _panels(len(study.null_models), 1.2 + 0.62 * len(labels), 1.9 + 0.85 * k)
     for ax, null in zip(axes, study.null_models):
         values = study.by_null[null].analysis.mean_z[:, idx]
-        im = ax.imshow(values, cmap="RdBu_r", norm=_symmetric_norm(values), aspect="auto")
-        vmax = float(np.nanmax(np.abs(values))) or 1.0
+        norm = _symmetric_norm(values, 2 * study.by_null[null].analysis.ffl.z_threshold)
+        im = ax.imshow(values, cmap="RdBu_r", norm=norm, aspect="auto")
+        vmax = norm.vmax
         for (i, j), v in np.ndenumerate(values):
             ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=7,
                     color="white" if abs(v) > 0.6 * vmax else "black")
@@ -267,8 +270,11 @@ def ffl_across_scales(study: MotifScaleStudy):
     fig.tight_layout()
     verdicts = "; ".join(f"{n}: {study.by_null[n].questions['ffl'].verdict}"
                          for n in study.null_models)
-    return _finish(fig, study, f"FFL (030T) across scales under each null; within-family read "
-                   f"- {verdicts}")
+    caveats = dict.fromkeys(c for n in study.null_models
+                            for c in study.by_null[n].questions["ffl"].caveats)
+    lines = [f"FFL (030T) across scales under each null; within-family read - {verdicts}"]
+    lines += [f"caveat: {c}" for c in caveats]
+    return _finish(fig, study, "\n".join(lines))
 
 
 def ffl_vs_graph_size(study: MotifScaleStudy):
