@@ -4,6 +4,7 @@ then with a synthetic baseline beside them, which marks every scale output SYNTH
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -27,6 +28,7 @@ SETS = [model_slug(k) for k in MODELS]
 PROMPTS = {"facts": ["The capital of France is", "Water boils at a"],
            "math": ["Two plus two is", "Seven minus three is"]}
 NULLS = ["config", "layer"]
+SYNTHETIC = {"graph_sets": ["synthetic-baseline"], "baseline": "synthetic-baseline"}
 SETTINGS = AttributionSettings(max_feature_nodes=24, batch_size=16)
 
 
@@ -43,18 +45,30 @@ def write_graphs(work, key):
     return facts
 
 
-def _run(work, stage, *args):
+def _start(work, stage, *args):
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *args],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
-def _params(work, **motifs):
+def _runs(*commands):
+    """Run (folder, stage, *args) commands side by side (a stage's time is mostly imports and
+    MLflow; the store serialises its own set-up)."""
+    procs = [_start(*c) for c in commands]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        outs.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return outs
+
+
+def _params(work, name="params.yaml", **motifs):
     p = repo_params()
     p["models"] = MODELS
     p["motifs"].update({"n_random": 6, "n_jobs": 1, "null_model": NULLS, **motifs})
-    (work / "params.yaml").write_text(yaml.safe_dump(p))
+    (work / name).write_text(yaml.safe_dump(p))
 
 
 def _scale_run(work):
@@ -64,16 +78,27 @@ def _scale_run(work):
     return runs[0]
 
 
+def _ok(outs):
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
+    """The ladder censused and scaled (`real`), and the same with a synthetic baseline beside
+    it in a copy (`synthetic`)."""
     work = tmp_path_factory.mktemp("motifs")
     facts = {k: write_graphs(work, k) for k in MODELS}
     _params(work)
-    for s in SETS:
-        out = _run(work, "motif_census", "--model", s)
-        assert out.returncode == 0, out.stderr[-3000:]
-    out = _run(work, "motif_scale")
-    assert out.returncode == 0, out.stderr[-3000:]
+    _params(work, "synthetic.yaml", **SYNTHETIC)
+    _ok(_runs(*[(work, "motif_census", "--model", s) for s in SETS],
+              (work, "motif_census", "--model", "synthetic-baseline", "--params",
+               "synthetic.yaml")))
+    syn = tmp_path_factory.mktemp("motifs_synthetic")
+    shutil.copytree(work / "results", syn / "results")
+    shutil.copy(work / "mlflow.db", syn / "mlflow.db")
+    _params(syn, **SYNTHETIC)
+    _ok(_runs((work, "motif_scale"), (syn, "motif_scale")))
     real = {"analysis": json.loads((work / MotifPaths.scale_dir / "scale_analysis.json")
                                    .read_text()),
             "titles": {n: png_title(work / MotifPaths.scale_dir / f"{n}.png")
@@ -81,11 +106,11 @@ def work(tmp_path_factory):
             "tags": dict(_scale_run(work).data.tags),
             "trends": pd.read_csv(work / MotifPaths.scale_dir / "trends.csv"),
             "transitions": pd.read_csv(work / MotifPaths.scale_dir / "transitions.csv")}
-    return work, facts, real
+    return work, facts, real, syn
 
 
 def test_census_of_an_attribution_set_under_two_nulls(work):
-    work, facts, _ = work
+    work, facts, _, _ = work
     key, name = MODELS[0], SETS[0]
     folder = work / MotifPaths.census_dir(name)
     doc = json.loads((folder / "census.json").read_text())
@@ -119,7 +144,7 @@ def test_census_of_an_attribution_set_under_two_nulls(work):
 
 
 def test_scale_under_both_nulls_with_families_and_the_within_family_step(work):
-    work, facts, real = work
+    work, facts, real, _ = work
     a = real["analysis"]
     assert a["synthetic"] is False and a["synthetic_sets"] == []
     by_size = sorted(MODELS, key=lambda k: facts[k]["n_params"])
@@ -160,19 +185,13 @@ def test_scale_under_both_nulls_with_families_and_the_within_family_step(work):
 
 
 def test_a_synthetic_set_marks_every_scale_output(work):
-    work, _, _ = work
-    _params(work, graph_sets=["synthetic-baseline"], baseline="synthetic-baseline",
-            graphs_dir=str(ROOT / "data" / "graphs"))
-    out = _run(work, "motif_census", "--model", "synthetic-baseline")
-    assert out.returncode == 0, out.stderr[-3000:]
+    work, _, _, syn = work
     folder = work / MotifPaths.census_dir("synthetic-baseline")
     doc = json.loads((folder / "census.json").read_text())
     assert doc["synthetic"] is True and doc["facts"]["source"] == "imported"
     assert pd.read_csv(folder / "census.csv")["synthetic"].all()
     assert load_npz(folder / "null_counts.npz")["synthetic"]
-    out = _run(work, "motif_scale")
-    assert out.returncode == 0, out.stderr[-3000:]
-    scale = work / MotifPaths.scale_dir
+    scale = syn / MotifPaths.scale_dir
     a = json.loads((scale / "scale_analysis.json").read_text())
     assert a["synthetic"] is True and a["synthetic_sets"] == ["synthetic-baseline"]
     for name in ("trends.csv", "transitions.csv", "baseline.csv"):
@@ -180,18 +199,20 @@ def test_a_synthetic_set_marks_every_scale_output(work):
     assert load_npz(scale / "profiles.npz")["synthetic"]
     for name in FIGURE_NAMES:
         assert png_title(scale / f"{name}.png").startswith("SYNTHETIC DATA"), name
-    assert _scale_run(work).data.tags["synthetic"] == "True"
+    assert _scale_run(syn).data.tags["synthetic"] == "True"
     mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
     census_runs = mlflow.search_runs(experiment_names=["motif_census"], output_format="list")
-    syn = [r for r in census_runs if r.data.tags.get("model") == "synthetic-baseline"]
-    assert syn and syn[0].data.tags["synthetic"] == "True"
+    marked = [r for r in census_runs if r.data.tags.get("model") == "synthetic-baseline"]
+    assert marked and marked[0].data.tags["synthetic"] == "True"
 
 
-def test_missing_graphs_and_unknown_sets_are_one_line_errors(tmp_path):
+def test_missing_graphs_and_unknown_sets_are_one_line_errors(work, tmp_path):
+    shutil.copy(work[0] / "mlflow.db", tmp_path / "mlflow.db")  # a store already set up
     _params(tmp_path)
-    out = _run(tmp_path, "motif_census", "--model", "gemma3-9b")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "not in params.yaml graph sets" in out.stderr
-    out = _run(tmp_path, "motif_census", "--model", "tiny-llama")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert "dvc repro attribute@tiny-llama" in out.stderr
+    unknown, missing = _runs((tmp_path, "motif_census", "--model", "gemma3-9b"),
+                             (tmp_path, "motif_census", "--model", "tiny-llama"))
+    for out in (unknown, missing):
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert "not in params.yaml graph sets" in unknown.stderr
+    assert "dvc repro attribute@tiny-llama" in missing.stderr
