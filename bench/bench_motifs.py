@@ -1,6 +1,7 @@
 """Motif census + configuration-null benchmark against the networkx path; prints a markdown table.
 
 Run: .venv/bin/python bench/bench_motifs.py [--samples 1000] [--n-jobs 2] [--quick]
+     .venv/bin/python bench/bench_motifs.py --graph-set results/graphs/<slug> [--samples 100]
 
 Work per graph: the observed triad census plus `samples` degree-preserving null graphs, each
 rewired and censused. Graphs: directed G(n, m) with (n, m) = (100, 2000) and (2000, 40000).
@@ -17,6 +18,10 @@ Both wall and CPU seconds are shown; CPU seconds (this process plus its workers)
 on how busy the machine is, so the speedups use them (1 process against 1 process).
 Goals: >= 20x faster than the networkx path, and the 100-node graph with 1000 nulls < 10 s
 on 2 processes (wall; "2 idle cores" = CPU / 2 for a shared machine).
+
+--graph-set FOLDER instead times what stage motif_census does on one real set (e.g. a ladder
+model's attribution graphs): every graph under each null model, `samples` nulls each, on
+`n_jobs` processes; one row per null with the graphs' mean size.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import networkx as nx
 import numpy as np
 
 from scalelens.motifs.census import triad_census
-from scalelens.motifs.nulls import NullSpec, erdos_renyi_edges, null_censuses
+from scalelens.motifs.nulls import NULL_MODELS, NullSpec, erdos_renyi_edges, null_censuses
 
 SPEEDUP_GOAL = 20.0
 SMALL_GOAL_S = 10.0
@@ -104,12 +109,42 @@ def bench_graph(n: int, m: int, total: int, n_jobs: int, ours_1_timed: int, nx_t
     ]
 
 
+def bench_graph_set(folder: str, samples: int, n_jobs: int, nulls: list[str]) -> None:
+    """Stage motif_census's work on one set, per null model: a markdown table."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from scalelens.motifs.set_census import CensusSettings, census_graph_set, load_set_graphs
+
+    graphs = load_set_graphs(folder)
+    nodes = np.mean([g.n_nodes for g in graphs])
+    edges = np.mean([g.n_edges for g in graphs])
+    print(f"{folder}: {len(graphs)} graphs, mean {nodes:.0f} nodes, {edges:.0f} edges; "
+          f"{samples} nulls per graph, {n_jobs} processes\n")
+    print("| null model | wall s (all graphs) | CPU s | wall s per graph |")
+    print("| --- | ---: | ---: | ---: |")
+    with ProcessPoolExecutor(n_jobs) as pool:
+        for null in nulls:
+            settings = CensusSettings((null,), samples, SWAPS_PER_EDGE, True, 0.0, 2.0, 0)
+            wall, cpu = measure(lambda s=settings: census_graph_set(
+                "bench", graphs, "imported", s, require_size=False, n_jobs=n_jobs,
+                executor=pool if n_jobs > 1 else None))
+            print(f"| {null} | {wall:.1f} | {cpu:.1f} | {wall / len(graphs):.2f} |")
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=None,
+                        help="nulls per graph (default 1000; 100 with --graph-set)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="100 samples, fewer networkx samples")
+    parser.add_argument("--graph-set", help="time the census of this set folder instead")
+    parser.add_argument("--nulls", nargs="+", default=["config", "layer"], choices=NULL_MODELS)
     args = parser.parse_args()
+    if args.graph_set:
+        bench_graph_set(args.graph_set, args.samples or 100, args.n_jobs, args.nulls)
+        return
+    args.samples = args.samples or 1000
     total = 100 if args.quick else args.samples
     graphs = {
         "100 nodes / 2,000 edges": bench_graph(

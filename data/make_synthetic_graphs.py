@@ -1,19 +1,23 @@
-"""Write the default synthetic attribution graphs (circuit-tracer / Neuronpedia JSON schema).
+"""Write SYNTHETIC attribution graphs (circuit-tracer / Neuronpedia JSON schema) for tests and demos.
 
 Usage: python data/make_synthetic_graphs.py [--out data/graphs] [--seed 2025]
 
-Writes ``<out>/<model>/<task>/<model>-<task>-<k>.json`` for the three Gemma 3 keys
-(gemma3-270m, gemma3-1b, gemma3-4b), four tasks and three graphs each, plus a small baseline set
-``<out>/baseline-haiku-synthetic/<task>/...`` (two graphs per task). Deterministic for a seed.
+No model is run: these graphs are random layered DAGs drawn by this script. They exist to
+exercise the motif pipeline (tests, a demo), never as a result. Writes
+``<out>/<set>/<task>/<set>-<task>-<k>.json`` for three sets ``synthetic-small``,
+``synthetic-medium``, ``synthetic-large`` (four tasks, three graphs each) and a small
+``synthetic-baseline`` (two graphs per task). No set is named after a real model. Every graph
+says ``"synthetic": true`` at the top of its metadata and in ``metadata.scalelens``, beside its
+*nominal* family (``synthetic``) and *nominal* size: labels for the scale axis, not parameter
+counts of anything. Deterministic for a seed.
 
 Each graph is a layered DAG: embeddings (layer "E", one per prompt token) -> cross-layer
-transcoder features spread over the model's layers -> logits (layer n_layers + 1), with a few
+transcoder features spread over the set's layers -> logits (layer n_layers + 1), with a few
 MLP-reconstruction-error nodes wired like features. Every non-embedding node draws in-edges from
-earlier layers at the same or earlier token positions, preferring nearby layers. The structural
-scale knob is ``ffl_closure``: the probability that a two-path a->b->c gets the shortcut a->c,
-which grows with model size (so feed-forward loops, 030T, become more enriched with scale);
-tasks scale it by a task factor. Layer counts are the real Gemma 3 depths; graphs are far
-smaller than real exports so the default census runs in seconds.
+earlier layers at the same or earlier token positions, preferring nearby layers. The one scale
+knob is ``ffl_closure``: the probability that a two-path a->b->c gets the shortcut a->c. It
+grows with the nominal size, so feed-forward loops (030T) are more enriched in the larger sets
+BY CONSTRUCTION: a census of these sets shows what was put in, nothing about models.
 """
 
 from __future__ import annotations
@@ -26,23 +30,30 @@ from pathlib import Path
 import numpy as np
 
 
+FAMILY = "synthetic"
+N_PARAMS_SOURCE = "nominal size of a synthetic set (a scale-axis label; no model was run)"
+
+
 @dataclass(frozen=True)
-class SyntheticModel:
-    key: str
+class SyntheticSet:
+    key: str  # the set's folder name; always starts with "synthetic-"
     n_layers: int
     n_features: int
     ffl_closure: float
+    nominal_params: float
     n_graphs: int = 3
 
 
 MODELS = (
-    SyntheticModel("gemma3-270m", n_layers=18, n_features=40, ffl_closure=0.03),
-    SyntheticModel("gemma3-1b", n_layers=26, n_features=55, ffl_closure=0.12),
-    SyntheticModel("gemma3-4b", n_layers=34, n_features=70, ffl_closure=0.28),
+    SyntheticSet("synthetic-small", n_layers=12, n_features=40, ffl_closure=0.03,
+                 nominal_params=1e8),
+    SyntheticSet("synthetic-medium", n_layers=24, n_features=55, ffl_closure=0.12,
+                 nominal_params=1e9),
+    SyntheticSet("synthetic-large", n_layers=36, n_features=70, ffl_closure=0.28,
+                 nominal_params=1e10),
 )
-BASELINE = SyntheticModel(
-    "baseline-haiku-synthetic", n_layers=24, n_features=55, ffl_closure=0.15, n_graphs=2
-)
+BASELINE = SyntheticSet("synthetic-baseline", n_layers=24, n_features=55, ffl_closure=0.15,
+                        nominal_params=3e9, n_graphs=2)
 
 TASKS = {
     "arithmetic": (1.2, ["What is 36 + 59 ?", "Compute 7 times 8 =", "23 minus 17 equals"]),
@@ -82,7 +93,7 @@ def _node(node_id, feature, layer, ctx, ftype, clerp="", token_prob=0.0, target=
     }
 
 
-def _make_nodes(spec: SyntheticModel, tokens: list[str], rng: np.random.Generator):
+def _make_nodes(spec: SyntheticSet, tokens: list[str], rng: np.random.Generator):
     """Node dicts plus numeric (layer, ctx) per node; embeddings at layer -1."""
     n_tok = len(tokens)
     nodes, layer, ctx = [], [], []
@@ -157,7 +168,7 @@ def _make_edges(spec, layer, ctx, closure, rng):
     return sorted(edges)
 
 
-def make_graph(spec: SyntheticModel, task: str, k: int, seed: int) -> dict:
+def make_graph(spec: SyntheticSet, task: str, k: int, seed: int) -> dict:
     """One synthetic graph as a JSON-ready dict (deterministic in spec, task, k, seed)."""
     task_idx = list(TASKS).index(task)
     model_idx = [m.key for m in (*MODELS, BASELINE)].index(spec.key)
@@ -185,6 +196,18 @@ def make_graph(spec: SyntheticModel, task: str, k: int, seed: int) -> dict:
             "prompt": prompt,
             "prompt_tokens": tokens,
             "synthetic": True,
+            "scalelens": {
+                "synthetic": True,
+                "method": "SYNTHETIC: a random layered DAG from data/make_synthetic_graphs.py; "
+                "no model was run",
+                "model": {"key": spec.key},
+                "family": FAMILY,
+                "n_params": spec.nominal_params,
+                "n_params_source": N_PARAMS_SOURCE,
+                "task": task,
+                "generator": {"script": "data/make_synthetic_graphs.py", "seed": seed,
+                              "ffl_closure": spec.ffl_closure, "task_factor": factor},
+            },
         },
         "qParams": {
             "pinnedIds": [],

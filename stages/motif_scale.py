@@ -1,68 +1,87 @@
-"""Stage `motif_scale`: profiles, trends, phase transitions, similarity, FFL backbone, baseline.
+"""Stage `motif_scale`: the motif study across the graph sets, under every null model (seed 000).
 
-Reads every graph set's census.json; model sizes come from the registry. Outs under
-results/motifs/scale/: scale_analysis.json, profiles.npz, trends.csv, transitions.csv,
-baseline.csv (when a baseline is declared) and the figures.
+Reads every graph set's census.json (stage motif_census): the ladder's attribution graphs and
+the imported sets, motifs.baseline compared beside them but never a scale point. Sizes and
+families are the sets' facts (census.json). Per null model: profiles, the FFL backbone, trends
+and adjacent-size transitions over all models (descriptive: across families size is
+confounded), the within-family steps and the seed's "does it change with scale" read under the
+premise of at least 2 sizes of one family (scalelens.motifs.study).
+
+Outs under results/motifs/scale/: scale_analysis.json (keyed by null under `by_null`, with the
+sets' facts, premise and reads), profiles.npz, trends.csv and transitions.csv (a null_model and
+a scope column), baseline.csv, and the figures (scalelens.plots.motifs.FIGURE_NAMES). MLflow
+tags: ffl_backbone.<null>, scale_read.ffl.<null>, scale_read.profile.<null>, n_caveats.<null>,
+premise_met, families, synthetic. Everything says `synthetic` when any set read is synthetic.
 """
 
-import dataclasses
 import json
 
 import pandas as pd
 
-from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json, save_npz
-from scalelens.models.registry import get_spec
-from scalelens.motifs import GraphMotifResult, run_scale_analysis
-from scalelens.params import as_flat_dict
-from scalelens.paths import MotifPaths, require_input
-from scalelens.plots.motifs import FIGURE_NAMES, placeholder_figure, plot_all
+from scalelens.motifs.set_census import SetCensus
+from scalelens.motifs.study import run_motif_study
+from scalelens.params import Params, as_flat_dict
+from scalelens.paths import MotifPaths
+from scalelens.plots.motifs import FIGURE_NAMES, plot_all
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 
 OUT = MotifPaths.scale_dir
 
 
-def _results(graph_set: str) -> list[GraphMotifResult]:
-    path = require_input(MotifPaths.census_json(graph_set), "motif_census", graph_set)
+def read_census(ctx: StageContext, graph_set: str) -> SetCensus:
+    """A set's census.json; a one-line error naming motif_census@<set> when it is missing."""
+    path = ctx.input(MotifPaths.census_json(graph_set), "motif_census", graph_set)
     with open(path, encoding="utf-8") as f:
-        return [GraphMotifResult.from_json_dict(d) for d in json.load(f)]
+        return SetCensus.from_json_dict(json.load(f))
+
+
+def graph_set_names(p: Params) -> list[str]:
+    return list(MotifPaths.graph_sets(p.models, p.motifs.graphs_dir, p.motifs.graph_sets))
 
 
 def main(ctx: StageContext) -> None:
     m = ctx.params.motifs
-    if m.baseline and m.baseline not in m.graph_sets:
-        raise ScalelensError(f"motifs.baseline {m.baseline!r} is not one of motifs.graph_sets")
-    models = [s for s in m.graph_sets if s != m.baseline]
-    outs = {name: ctx.out(OUT / name) for name in (
-        "scale_analysis.json", "profiles.npz", "trends.csv", "transitions.csv", "baseline.csv")}
+    files = (MotifPaths.SCALE_METRICS, *MotifPaths.SCALE_FILES)
+    outs = {name: ctx.out(OUT / name) for name in files}
     figures = {name: ctx.out(OUT / f"{name}.png") for name in FIGURE_NAMES}
-    analysis = run_scale_analysis(
-        {k: _results(k) for k in models}, {k: get_spec(k).n_params for k in models},
-        baseline_results=_results(m.baseline) if m.baseline else None,
-        baseline_name=m.baseline or "baseline", z_threshold=m.z_threshold,
-        min_effect_size=m.min_effect_size, alpha=m.alpha)
-    save_json(outs["scale_analysis.json"], analysis.to_json_dict())
-    save_npz(outs["profiles.npz"], **analysis.arrays())
-    save_csv(outs["trends.csv"], pd.DataFrame([dataclasses.asdict(t) for t in analysis.trends]))
-    save_csv(outs["transitions.csv"],
-             pd.DataFrame([dataclasses.asdict(e) for e in analysis.effects]))
-    baseline_rows = analysis.baseline.rows() if m.baseline else []
-    save_csv(outs["baseline.csv"], pd.DataFrame(baseline_rows, columns=None if baseline_rows
-                                                else ["label", "note"]))
-    written = plot_all(analysis, figures)
-    for name in set(figures) - set(written):  # a figure that does not apply (e.g. no baseline)
-        written[name] = placeholder_figure(figures[name], f"{name}: not applicable "
-                                           "(motifs.baseline is empty)")
-    tags = {"params_sha256": ctx.params_sha256, "ffl_backbone": analysis.ffl.verdict,
-            "null_model": analysis.null_model, "n_transitions": len(analysis.transitions)}
+    censuses = {s: read_census(ctx, s) for s in graph_set_names(ctx.params)}
+    study = run_motif_study(censuses, m.null_model, m.baseline or None,
+                            z_threshold=m.z_threshold, min_effect_size=m.min_effect_size,
+                            alpha=m.alpha)
+    save_json(outs[MotifPaths.SCALE_METRICS], study.to_dict())
+    save_npz(outs["profiles.npz"], **study.arrays())
+    save_csv(outs["trends.csv"], pd.DataFrame(study.trend_rows()))
+    save_csv(outs["transitions.csv"], pd.DataFrame(study.transition_rows()))
+    save_csv(outs["baseline.csv"], pd.DataFrame(study.baseline_rows()))
+    written = plot_all(study, figures)
+
+    tags = {"params_sha256": ctx.params_sha256, "synthetic": study.synthetic,
+            "synthetic_sets": ",".join(study.synthetic_sets) or "none",
+            "null_models": ",".join(study.null_models), "models": ",".join(study.models),
+            "baseline": study.baseline or "none",
+            "families": ",".join(f"{s}:{f}" for s, f in study.families.items()),
+            "premise_met": study.premise.met,
+            "decided_on": ",".join(study.premise.decided_on) or "none"}
+    metrics = {}
+    for null, read in study.by_null.items():
+        tags[f"ffl_backbone.{null}"] = read.analysis.ffl.verdict
+        tags[f"n_transitions.{null}"] = len(read.analysis.transitions)
+        for q, v in read.questions.items():
+            tags[f"scale_read.{q}.{null}"] = v.verdict
+        tags[f"n_caveats.{null}"] = len(read.questions["ffl"].caveats)
+        for s in read.analysis.ffl.per_model:
+            metrics[f"ffl_mean_z.{null}.{s.model}"] = s.mean_z
+            metrics[f"ffl_pct_enriched.{null}.{s.model}"] = s.pct_enriched
+    for name, facts in study.sets.items():
+        for k in ("faithfulness", "faithfulness_random", "influence_kept"):
+            metrics[f"{k}.{name}"] = facts.quality.get(k)
     with stage_run("motif_scale", None, {"motifs": as_flat_dict(m)}, tags) as run:
-        for s in analysis.ffl.per_model:
-            run.log_metrics({f"ffl_mean_z.{s.model}": s.mean_z,
-                             f"ffl_pct_enriched.{s.model}": s.pct_enriched})
+        run.log_metrics(metrics)
         for path in written.values():
             run.log_artifact(path, artifact_path="figures")
-        run.log_artifact(outs["scale_analysis.json"])
+        run.log_artifact(outs[MotifPaths.SCALE_METRICS])
 
 
 if __name__ == "__main__":

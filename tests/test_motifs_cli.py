@@ -16,7 +16,8 @@ from scalelens.motifs.__main__ import main
 from scalelens.motifs.census import CONNECTED_LABELS, TRIAD_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
-GRAPH = ROOT / "data" / "graphs" / "gemma3-270m" / "arithmetic" / "gemma3-270m-arithmetic-0.json"
+GRAPH = (ROOT / "data" / "graphs" / "synthetic-small" / "arithmetic"
+         / "synthetic-small-arithmetic-0.json")
 
 
 def run_cli(*args):
@@ -34,6 +35,7 @@ def test_census_prints_json_report_in_subprocess():
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["null_model"] == "layer" and report["n_random"] == 12 and report["seed"] == 4
+    assert report["synthetic"] is True  # the graph's metadata says so
     assert list(report["census"]) == list(TRIAD_LABELS)
     assert sum(report["census"].values()) == comb(report["n_nodes"], 3)
     assert report["n_edges"] > 0

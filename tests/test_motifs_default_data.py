@@ -1,4 +1,5 @@
-"""The shipped synthetic graphs: schema, determinism of the generator, scale trend, figures."""
+"""The shipped SYNTHETIC graph sets: names no model, metadata says synthetic everywhere, the
+generator is deterministic, and the FFL trend is what the generator put in (a demo)."""
 
 import importlib.util
 import json
@@ -8,21 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scalelens.motifs import (
-    analyze_graph,
-    find_graph_files,
-    graph_seed,
-    load_graph_file,
-    run_scale_analysis,
-)
+from scalelens.models.registry import REGISTRY
 from scalelens.motifs.census import label_index
-from scalelens.plots.motifs import FIGURE_NAMES, plot_all
+from scalelens.motifs.loader import find_graph_files, load_graph_file
+from scalelens.motifs.set_census import CensusSettings, census_graph_set, load_set_graphs
+from scalelens.motifs.sets import is_synthetic_name, registry_entry
+from scalelens.motifs.study import run_motif_study
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ROOT / "data" / "graphs"
-MODELS = ("gemma3-270m", "gemma3-1b", "gemma3-4b")
-PARAMS = {"gemma3-270m": 2.7e8, "gemma3-1b": 1.0e9, "gemma3-4b": 4.0e9}
-BASELINE = "baseline-haiku-synthetic"
+MODELS = ("synthetic-small", "synthetic-medium", "synthetic-large")
+BASELINE = "synthetic-baseline"
+NOMINAL = {"synthetic-small": 1e8, "synthetic-medium": 1e9, "synthetic-large": 1e10,
+           BASELINE: 3e9}
 
 
 def load_generator():
@@ -35,30 +34,42 @@ def load_generator():
     return module
 
 
-def test_layout_and_size():
+def test_layout_size_and_no_set_named_after_a_model():
     files = find_graph_files(GRAPHS)
-    per_model = {}
+    per_set = {}
     for f in files:
-        per_model.setdefault(f.model, set()).add(f.task)
-    assert set(per_model) == {*MODELS, BASELINE}
-    assert all(
-        tasks == {"arithmetic", "factual", "reasoning", "safety"} for tasks in per_model.values()
-    )
+        per_set.setdefault(f.model, set()).add(f.task)
+    assert set(per_set) == {*MODELS, BASELINE}
+    assert all(tasks == {"arithmetic", "factual", "reasoning", "safety"}
+               for tasks in per_set.values())
     assert sum(f.path.stat().st_size for f in files) < 2_000_000
+    for name in per_set:
+        assert is_synthetic_name(name) and registry_entry(name) is None
+        assert not any(key in name for key in REGISTRY)
+
+
+def test_every_graph_says_synthetic_with_nominal_facts():
+    for f in find_graph_files(GRAPHS):
+        meta = json.loads(f.path.read_text())["metadata"]
+        block = meta["scalelens"]
+        assert meta["synthetic"] is True and block["synthetic"] is True
+        assert block["family"] == "synthetic" and block["n_params"] == NOMINAL[f.model]
+        assert "nominal" in block["n_params_source"] and block["task"] == f.task
+        assert block["model"]["key"] == f.model == meta["scan"]
 
 
 def test_generator_is_deterministic_and_matches_committed_files():
     gen = load_generator()
-    spec = next(m for m in gen.MODELS if m.key == "gemma3-1b")
+    assert [m.key for m in gen.MODELS] == list(MODELS) and gen.BASELINE.key == BASELINE
+    spec = next(m for m in gen.MODELS if m.key == "synthetic-medium")
     fresh = gen.make_graph(spec, "factual", 2, seed=2025)
     committed = json.loads(
-        (GRAPHS / "gemma3-1b" / "factual" / "gemma3-1b-factual-2.json").read_text()
-    )
+        (GRAPHS / "synthetic-medium" / "factual" / "synthetic-medium-factual-2.json").read_text())
     assert fresh == committed
 
 
 def test_graphs_are_layered_with_error_nodes():
-    f = next(f for f in find_graph_files(GRAPHS) if f.model == "gemma3-4b")
+    f = next(f for f in find_graph_files(GRAPHS) if f.model == "synthetic-large")
     with_errors = load_graph_file(f, drop_error_nodes=False)
     g = load_graph_file(f)
     assert with_errors.n_nodes > g.n_nodes and with_errors.n_edges > g.n_edges
@@ -67,29 +78,19 @@ def test_graphs_are_layered_with_error_nodes():
 
 
 @pytest.fixture(scope="module")
-def default_analysis():
-    results = {}
-    for f in find_graph_files(GRAPHS):
-        g = load_graph_file(f)
-        seed = graph_seed(0, f.model, f.task, g.graph_id)
-        results.setdefault(f.model, []).append(
-            analyze_graph(g, n_random=8, seed=seed, swaps_per_edge=5)
-        )
-    base = results.pop(BASELINE)
-    return run_scale_analysis(results, PARAMS, baseline_results=base, baseline_name=BASELINE)
+def demo_study():
+    settings = CensusSettings(("config", "layer"), 8, 5.0, True, 0.0, 2.0, 0)
+    censuses = {s: census_graph_set(s, load_set_graphs(GRAPHS / s), "imported", settings)
+                for s in (*MODELS, BASELINE)}
+    return run_motif_study(censuses, ("config", "layer"), BASELINE)
 
 
-def test_ffl_grows_with_scale_on_default_data(default_analysis):
-    a = default_analysis
-    ffl = a.mean_z[:, label_index("030T")]
-    assert a.models == MODELS
-    assert np.all(np.diff(ffl) > 0) and ffl[0] > 2
-    assert a.ffl.universal
-    assert {t.label: t for t in a.trends}["030T"].slope > 0
-
-
-def test_all_figures_render(default_analysis, tmp_path):
-    paths = plot_all(default_analysis, tmp_path)
-    assert set(paths) == set(FIGURE_NAMES)
-    for path in paths.values():
-        assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_demo_shows_what_the_generator_put_in_and_says_synthetic(demo_study):
+    s = demo_study
+    assert s.models == MODELS and s.synthetic
+    assert set(s.synthetic_sets) == {*MODELS, BASELINE}
+    for null in ("config", "layer"):
+        ffl = s.by_null[null].analysis.mean_z[:, label_index("030T")]
+        assert np.all(np.diff(ffl) > 0)  # by construction: the closure knob grows with size
+    assert s.premise.decided_on == ("synthetic",)  # the nominal family of the three sets
+    assert all(r["synthetic"] is True for r in s.trend_rows() + s.baseline_rows())

@@ -1,7 +1,8 @@
 """Command line: ``python -m scalelens.motifs census GRAPH.json [--null config|er|layer] ...``.
 
-Prints one JSON object to stdout: the graph's size, its census by MAN label, and the null mean,
-std, Z (with the zero-variance flags) and SP per label. Errors a user can fix (missing file, bad
+Prints one JSON object to stdout: the graph's size, whether its metadata says it is synthetic,
+its census by MAN label, and the null mean, std, Z (with the zero-variance flags) and SP per
+label. Errors a user can fix (missing file, bad
 JSON, bad schema, bad option) print one line on stderr and exit with status 2.
 """
 
@@ -17,6 +18,7 @@ from scalelens.motifs.analysis import analyze_graph
 from scalelens.motifs.census import CENSUS_METHODS
 from scalelens.motifs.loader import load_attribution_graph
 from scalelens.motifs.nulls import NULL_MODELS
+from scalelens.motifs.sets import graph_is_synthetic
 
 EXIT_USAGE = 2
 
@@ -89,7 +91,8 @@ def run_census(args: argparse.Namespace) -> dict:
         n_jobs=args.n_jobs,
         census_method=args.census_method,
     )
-    report = {"graph": args.graph, **result.to_json_dict()}
+    report = {"graph": args.graph, "synthetic": graph_is_synthetic(graph.metadata),
+              **result.to_json_dict()}
     report.pop("model")
     report.pop("task")
     return report
