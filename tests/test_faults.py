@@ -193,7 +193,7 @@ def test_a_bad_rerun_keeps_the_good_outputs_byte_for_byte(tmp_path):
     ("si", {"si.n_boot": 0}, ["--model", "tiny:llama"], "si.n_boot: 0 must be >= 2"),
     ("gain", {"gain.n_boot": -5}, ["--model", "tiny:llama"], "gain.n_boot: -5 must be >= 2"),
     ("motif_census", {"motifs.n_random": -1}, ["--model", "tiny-llama"],
-     "motifs.n_random: -1 must be >= 1"),
+     "motifs.n_random: -1 must be >= 2"),
 ])
 def test_a_user_mistake_is_one_line_before_any_work(tmp_path, stage, changes, args, message):
     out = _stage(tmp_path, stage, _params(**changes), *args)

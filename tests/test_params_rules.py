@@ -54,7 +54,7 @@ def test_the_repository_params_are_valid():
 
 @pytest.mark.parametrize("key, value, message", [
     ("extract.batch_size", 0, "extract.batch_size: 0 must be >= 1"),
-    ("motifs.n_random", -1, "motifs.n_random: -1 must be >= 1"),
+    ("motifs.n_random", -1, "motifs.n_random: -1 must be >= 2"),
     ("phiid.tau", 0, "phiid.tau: 0 must be >= 1"),
     ("phiid.estimator", "gauss", "phiid.estimator: 'gauss' is not one of gaussian, discrete"),
     ("device", "gpu", "device: 'gpu' is not a device: auto, cpu, cuda, cuda:<index> or mps"),
@@ -103,14 +103,27 @@ SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
     max_leaves=8)
-LEAF_PATHS = sorted({shown for _, shown, _ in leaves(parse_params(DEFAULT))})
+
+
+def _leaf_keys(node, prefix=()) -> list[tuple]:
+    """Every leaf of the raw params as a tuple of keys (a key may hold a dot: '(3.8B)')."""
+    if isinstance(node, dict):
+        return [k for name, v in node.items() for k in _leaf_keys(v, (*prefix, name))]
+    return [prefix]
+
+
+LEAF_KEYS = sorted(_leaf_keys(DEFAULT))
 
 
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.sampled_from(LEAF_PATHS), value=VALUES)
-def test_any_value_anywhere_loads_or_is_one_params_error(tmp_path, key, value):
-    data = _with(key, value)
+@given(keys=st.sampled_from(LEAF_KEYS), value=VALUES)
+def test_any_value_anywhere_loads_or_is_one_params_error(tmp_path, keys, value):
+    data = copy.deepcopy(DEFAULT)
+    node = data
+    for k in keys[:-1]:
+        node = node[k]
+    node[keys[-1]] = value
     try:
         p = load_params(_write(tmp_path, data))
     except ParamsError as e:

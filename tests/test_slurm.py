@@ -48,10 +48,10 @@ MODEL = "tiny:gemma3_text"  # 3 layers x 4 heads: the smallest tiny model rank c
 SLUG = "tiny-gemma3_text"
 MP = model_paths(MODEL)
 PER_MODEL = ["extract", "phiid", "rank", "si", "gain", "uniformity", "ablate", "graph_cores",
-             "perturb"]
+             "perturb", "attribute"]
 LADDER = ["compare_profiles", "si_verdict", "gain_verdict", "uniformity_verdict",
-          "ablate_compare", "motif_scale"]
-GRAPH_SETS = ["gemma3-270m", "gemma3-1b", "gemma3-4b", "baseline-haiku-synthetic"]
+          "ablate_compare", "motif_scale", "report"]
+GRAPH_SETS = [SLUG]  # the model's own attribution graphs (no imported set by default)
 ALL_STAGES = ({f"{s}@{SLUG}" for s in PER_MODEL} | set(LADDER)
               | {f"motif_census@{g}" for g in GRAPH_SETS})
 PHIID_AND_AFTER = {f"phiid@{SLUG}", f"rank@{SLUG}", "compare_profiles", f"ablate@{SLUG}",
@@ -114,7 +114,7 @@ def test_graph_edges_are_outputs_read_as_deps(tmp_path):
     assert up[f"graph_cores@{SLUG}"] == {f"phiid@{SLUG}", f"rank@{SLUG}"}
     assert up["si_verdict"] == {f"si@{SLUG}"}
     assert up["motif_scale"] == {f"motif_census@{g}" for g in GRAPH_SETS}
-    assert graph[f"rank@{SLUG}"].cmd == f"python stages/rank.py --model '{MODEL}'"
+    assert graph[f"rank@{SLUG}"].cmd == f"sh scripts/py stages/rank.py --model '{MODEL}'"
     order = list(graph)
     assert all(order.index(u) < order.index(a) for a in graph for u in graph[a].upstream)
     # targets take what they read; a stale stage takes what reads it
@@ -433,8 +433,9 @@ def _check_outputs(work: Path) -> None:
     assert compare["models"][MODEL]["peak_depth"] == layer_profile(ranking).peak_depth
     for study, key in (("si", "verdict"), ("gain", "verdict_g_seed"), ("uniformity", "verdict")):
         assert json.loads(LadderPaths.verdict_json(study).read_text())[key], study
-    census = pd.read_csv(MotifPaths.census_dir("gemma3-1b") / "census.csv")
-    assert len(census) == len(sorted((work / "data/graphs/gemma3-1b").glob("*/*.json")))
+    census = pd.read_csv(MotifPaths.census_dir(SLUG) / "census.csv")
+    n_graphs = len(sorted((work / MP.graphs_dir).glob("*/*.json")))
+    assert n_graphs == 16 and len(census) == n_graphs * 2  # both null models
     for path in (MP.ablation_csv, MP.graph_cores_npz, MP.perturb_metrics,
                  LadderPaths.ablate_compare_json, MotifPaths.scale_dir / "scale_analysis.json"):
         assert path.is_file(), path

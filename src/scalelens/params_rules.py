@@ -189,7 +189,7 @@ RULES: dict[str, Check] = {
     "motifs.graph_sets": each(plain_name),
     "motifs.baseline": any_value,  # "" or one of graph_sets: validate()
     "motifs.null_model": non_empty(one_of("config", "er", "layer")),
-    "motifs.n_random": POSITIVE_INT,
+    "motifs.n_random": at_least(2),  # a Z-score needs the spread of at least two nulls
     "motifs.swaps_per_edge": at_least(0, open_=True),
     "motifs.drop_error_nodes": any_value,
     "motifs.weight_threshold": at_least(0),

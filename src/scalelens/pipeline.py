@@ -188,6 +188,11 @@ def _imported_modules(path: Path) -> set[str]:
                 mod = node.module or ""
             found.add(mod)
             found.update(f"{mod}.{a.name}" for a in node.names)
+            package_dir = SRC / mod.replace(".", "/")
+            if (package_dir / "__init__.py").is_file():
+                # `from pkg import Name` may resolve lazily (PEP 562 __getattr__) to any module
+                # of the package: depend on all of them
+                found.update(f"{mod}.{p.stem}" for p in package_dir.glob("*.py"))
     return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
 
 
@@ -253,8 +258,6 @@ def _motif_stages(params: Params) -> dict:
     scale = _body(stage_spec("motif_scale"), params, None, {},
                   f"{PYTHON} stages/motif_scale.py")
     scale["deps"] += [MotifPaths.census_json(s).as_posix() for s in sets]
-    scale["deps"] += [ModelPaths(s).attribution_metrics.as_posix()
-                      for s in check_unique_slugs(params.models)]
     out = MotifPaths.scale_dir
     scale["outs"] = _paths([out / n for n in MotifPaths.SCALE_FILES])
     scale["metrics"] = [{(out / MotifPaths.SCALE_METRICS).as_posix(): {"cache": False}}]

@@ -37,7 +37,7 @@ from scalelens.motifs.census import (  # noqa: E402
 )
 from scalelens.motifs.scale import format_params  # noqa: E402
 from scalelens.motifs.study import MotifScaleStudy  # noqa: E402
-from scalelens.plots.sweeps import family_colors  # noqa: E402
+from scalelens.plots._common import family_colors  # noqa: E402
 
 LINE_COLORS = plt.get_cmap("tab10").colors
 MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

@@ -21,21 +21,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy import stats
 
-from scalelens.plots._common import save_figure
+from scalelens.plots._common import ACROSS_COLOR, family_colors, save_figure
 from scalelens.sweeps.gain import H25Decision, H25ModelEntry, H25Report
 from scalelens.sweeps.si import B11Verdict
 from scalelens.sweeps.uniformity import PeakStabilityReport, UniformityStudy
 from scalelens.sweeps.verdicts import NOT_APPLICABLE
 
-# The registry's families keep one colour in every figure; other (inferred) families take the
-# next free colour in order of appearance.
-FAMILY_COLORS = {
-    "pythia": "#1f77b4", "phi": "#8e44ad", "gemma3": "#2ca02c", "gemma2": "#17becf",
-    "qwen3": "#d62728", "qwen2.5-coder": "#ff7f0e", "smollm2": "#8c564b",
-}
-EXTRA_COLORS = ("#e377c2", "#bcbd22", "#1b9e77", "#d95f02", "#7570b3", "#e7298a",
-                "#66a61e", "#e6ab02", "#a6761d")
-ACROSS_COLOR = "#555555"
 METRIC_MARKERS = {"G_seed": "o", "G_last": "s"}
 METRIC_LABELS = {"G_seed": "G_seed = |h[-2]|/|h[-3]| (2nd-to-last block)",
                  "G_last": "G_last (last block, pre final norm)"}
@@ -46,16 +37,6 @@ ACROSS_NOTE = "across families: descriptive only"
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=130)
-
-
-def family_colors(families: Sequence[str]) -> dict[str, str]:
-    """A colour per family: the registry's fixed ones, then the extra palette in order."""
-    colors: dict[str, str] = {}
-    spare = iter(c for c in EXTRA_COLORS if c not in FAMILY_COLORS.values())
-    for f in families:
-        if f not in colors:
-            colors[f] = FAMILY_COLORS.get(f) or next(spare, ACROSS_COLOR)
-    return colors
 
 
 def _family_handles(colors: Mapping[str, str], inferred: set[str] = frozenset(),

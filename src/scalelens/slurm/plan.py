@@ -53,10 +53,14 @@ class Job:
 
 
 def job_command(cmd: str, python: str, params_arg: str | None = None) -> str:
-    """The dvc.yaml command with `python` replaced by the interpreter (its quoting kept)."""
+    """The dvc.yaml command with its interpreter (`sh scripts/py`, or `python`) replaced by
+    `python` (its quoting kept)."""
     stripped = cmd.strip()
+    launcher = "sh scripts/py"
     first = stripped.split(None, 1)[0] if stripped else ""
-    if first in ("python", "python3"):
+    if stripped.startswith(launcher + " "):
+        stripped = shlex.quote(python) + stripped[len(launcher):]
+    elif first in ("python", "python3"):
         stripped = shlex.quote(python) + stripped[len(first):]
     if params_arg:
         stripped += " --params " + shlex.quote(params_arg)
