@@ -22,6 +22,7 @@ from scalelens.evaluation import (
     math_gold,
     math_items,
     score_benchmark,
+    shared_prefill_scores,
 )
 
 DATA = Path(__file__).parent / "data" / "math"
@@ -261,6 +262,28 @@ def test_greedy_answers_equal_unbatched_greedy_decoding(tiny_lm):
                     break
         text = lm.tokenizer.decode(seq[len(ids):], skip_special_tokens=True)
         assert answer == text.split("\n", 1)[0].strip()
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
+@pytest.mark.parametrize("max_new_tokens", [1, 5])
+def test_one_prefill_scores_equal_the_separate_nll_and_greedy_passes(tiny_lm, arch,
+                                                                     max_new_tokens):
+    """The shared-prefill scorer against gold_nll and greedy_answers (each checked by hand
+    above): prompts of different lengths in one batch, longer than tiny Gemma 3's sliding
+    window of 16 tokens, answers of 1 to 6 tokens."""
+    lm = tiny_lm(arch)
+    items = arithmetic_items(6, n_shots=2, seed=0, low=1, high=20)
+    texts = list(items.prompts) + ["x", "Problem: What is $\\frac{1}{2}$ of 8?\nAnswer:"]
+    golds = list(items.golds) + ["123456", "4"]
+    prompts = [lm.tokenizer(t)["input_ids"] for t in texts]
+    answers = [lm.tokenizer(" " + g, add_special_tokens=False)["input_ids"] for g in golds]
+    assert max(len(p) for p in prompts) > 16 and len({len(a) for a in answers}) > 1
+    nll, texts_got, passes = shared_prefill_scores(lm, prompts, answers, max_new_tokens, 3)
+    ref_nll, _ = gold_nll(lm, prompts, answers, batch_size=3)
+    ref_text, _ = greedy_answers(lm, prompts, max_new_tokens, batch_size=3)
+    np.testing.assert_allclose(nll, ref_nll, rtol=1e-5)
+    assert texts_got == ref_text
+    assert 2 * 3 <= passes <= 3 * (2 + max_new_tokens - 1)  # 3 batches
 
 
 def test_score_benchmark_accuracy_and_nll_summaries(tiny_lm):

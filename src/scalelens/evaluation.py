@@ -35,7 +35,12 @@ import numpy as np
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from scalelens.batching import left_pad, length_sorted_batches, logits_tail
+from scalelens.batching import (
+    left_pad,
+    length_sorted_batches,
+    logits_tail,
+    position_ids_from_mask,
+)
 from scalelens.errors import ScalelensError
 from scalelens.models.loading import LoadedModel
 
@@ -436,13 +441,113 @@ def greedy_answers(lm: LoadedModel, prompts: Sequence[Sequence[int]], max_new_to
     return out_texts, steps
 
 
+def _eos_ids(lm: LoadedModel) -> set[int]:
+    eos = lm.model.generation_config.eos_token_id
+    if eos is None:
+        eos = lm.tokenizer.eos_token_id
+    return set() if eos is None else {int(e) for e in (eos if isinstance(eos, list) else [eos])}
+
+
+def shared_prefill_scores(lm: LoadedModel, prompts: Sequence[Sequence[int]],
+                          answers: Sequence[Sequence[int]], max_new_tokens: int,
+                          batch_size: int) -> tuple[np.ndarray, list[str], int]:
+    """Gold NLL and greedy first line per problem from one prefill of each prompt.
+
+    Per batch (left-padded prompts, position ids over real tokens): one forward pass over the
+    prompts keeps the KV cache and the last position's logits; on a copy of the cache the gold
+    answers (right-padded) are teacher-forced in one pass (the NLL, as `gold_nll`); on the cache
+    itself greedy decoding runs one token per pass until every row has produced a newline or an
+    end-of-sequence token, or max_new_tokens (the answers, as `greedy_answers`). The prompt is
+    processed once instead of twice. Returns (nll [n], first lines, forward passes).
+    """
+    import copy
+
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    nll = np.zeros(len(prompts), dtype=np.float64)
+    texts = [""] * len(prompts)
+    passes = 0
+    pad, eos, tok = lm.tokenizer.pad_token_id, _eos_ids(lm), lm.tokenizer
+    params = _forward_params(lm)
+    keep1 = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+    for idx in length_sorted_batches([len(p) for p in prompts], batch_size):
+        batch = left_pad([prompts[i] for i in idx], pad, lm.device)
+        mask = batch["attention_mask"]
+        next_pos = mask.sum(-1)  # position of each row's first new token
+        with torch.inference_mode():
+            out = lm.model(input_ids=batch["input_ids"], attention_mask=mask,
+                           position_ids=position_ids_from_mask(mask), use_cache=True, **keep1)
+            first = out.logits[:, -1, :].float()
+            cache = _cache_of(out)
+            passes += 1
+            # teacher forcing of the gold answers on a copy of the cache
+            width = max(len(answers[i]) for i in idx)
+            ans = torch.full((len(idx), width), pad, dtype=torch.long)
+            amask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ans[row, :len(answers[i])] = torch.tensor(answers[i])
+                amask[row, :len(answers[i])] = 1
+            ans, amask = ans.to(lm.device), amask.to(lm.device)
+            positions = next_pos[:, None] + torch.arange(width, device=ans.device)
+            forced = lm.model(input_ids=ans, attention_mask=torch.cat([mask, amask], 1),
+                              position_ids=positions, use_cache=True,
+                              **{cache_kw: copy.deepcopy(cache)}).logits.float()
+            passes += 1
+            for row, i in enumerate(idx):
+                a = torch.tensor(answers[i], device=first.device)
+                # logits predicting the answer's tokens: the prompt's last position, then the
+                # answer's own positions but its last
+                logits = torch.cat([first[row:row + 1], forced[row, :len(a) - 1]]).double()
+                nll[i] = -float(torch.log_softmax(logits, -1).gather(1, a[:, None]).sum())
+            # greedy decoding on the cache
+            generated = [[] for _ in idx]
+            done = [False] * len(idx)
+            step_mask, pos, logits = mask, next_pos.clone(), first
+            for step in range(max_new_tokens):
+                choice = logits.argmax(-1)
+                for row, t in enumerate(choice.tolist()):
+                    if done[row]:
+                        continue
+                    if t in eos:
+                        done[row] = True
+                        continue
+                    generated[row].append(t)
+                    if "\n" in tok.decode(generated[row], skip_special_tokens=True):
+                        done[row] = True
+                if all(done) or step == max_new_tokens - 1:
+                    break
+                step_mask = torch.cat([step_mask, torch.ones_like(step_mask[:, :1])], 1)
+                out = lm.model(input_ids=choice[:, None], attention_mask=step_mask,
+                               position_ids=pos[:, None], use_cache=True, **{cache_kw: cache},
+                               **keep1)
+                passes += 1
+                pos = pos + 1
+                cache, logits = _cache_of(out), out.logits[:, -1, :].float()
+        for row, i in enumerate(idx):
+            text = tok.decode(generated[row], skip_special_tokens=True)
+            texts[i] = text.split("\n", 1)[0].strip()
+    return nll, texts, passes
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _forward_params(lm: LoadedModel) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(lm.model.forward).parameters)
+
+
 def score_benchmark(lm: LoadedModel, items: BenchmarkItems, max_new_tokens: int,
                     batch_size: int = 16) -> BenchmarkScore:
-    """Greedy accuracy and teacher-forced gold NLL of the model as it is now (e.g. perturbed)."""
+    """Greedy accuracy and teacher-forced gold NLL of the model as it is now (e.g. perturbed),
+    from one prefill per prompt (`shared_prefill_scores`)."""
     t0 = time.perf_counter()
     prompts, answers = _encode(lm, items)
-    nll, nll_passes = gold_nll(lm, prompts, answers, batch_size)
-    preds, steps = greedy_answers(lm, prompts, max_new_tokens, batch_size)
+    nll, preds, passes = shared_prefill_scores(lm, prompts, answers, max_new_tokens, batch_size)
     correct = np.array([is_correct(items.name, p, g) for p, g in zip(preds, items.golds)])
     n_tok = np.array([len(a) for a in answers], dtype=np.int64)
     return BenchmarkScore(
@@ -450,5 +555,5 @@ def score_benchmark(lm: LoadedModel, items: BenchmarkItems, max_new_tokens: int,
         n_correct=int(correct.sum()), gold_nll_nats=float(nll.mean()),
         gold_nll_per_token_nats=float(nll.sum() / n_tok.sum()), correct=correct, nll_nats=nll,
         n_gold_tokens=n_tok, n_prompt_tokens=np.array([len(p) for p in prompts], dtype=np.int64),
-        predictions=tuple(preds), n_forward_passes=nll_passes + steps,
+        predictions=tuple(preds), n_forward_passes=passes,
         seconds=time.perf_counter() - t0)
