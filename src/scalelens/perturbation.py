@@ -113,10 +113,11 @@ def run_perturbation(lm: LoadedModel, items: BenchmarkItems, conditions: Sequenc
 
 def count_forward_tokens(n_conditions: int, prompt_tokens: Sequence[int],
                          answer_tokens: Sequence[int], max_new_tokens: int) -> int:
-    """Upper bound of the tokens the model processes for a perturb run: per condition and
-    problem, the teacher-forced prompt + answer, the generation prefill (prompt) and at most
-    max_new_tokens - 1 decode steps of one token (padding not counted)."""
-    per_condition = sum(int(p) + int(a) + int(p) + max_new_tokens - 1
+    """Upper bound of the tokens the model processes in a perturb run
+    (`evaluation.shared_prefill_scores`): per condition and problem, the prompt once, the
+    teacher-forced answer, and at most max_new_tokens - 1 greedy steps of one token (padding
+    not counted)."""
+    per_condition = sum(int(p) + int(a) + max_new_tokens - 1
                         for p, a in zip(prompt_tokens, answer_tokens))
     return n_conditions * per_condition
 
