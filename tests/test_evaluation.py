@@ -13,6 +13,7 @@ from scalelens.evaluation import (
     BenchmarkItems,
     arithmetic_correct,
     arithmetic_items,
+    common_prefix_length,
     gold_nll,
     greedy_answers,
     is_correct,
@@ -23,6 +24,7 @@ from scalelens.evaluation import (
     math_items,
     score_benchmark,
     shared_prefill_scores,
+    shared_prefix_length,
 )
 
 DATA = Path(__file__).parent / "data" / "math"
@@ -264,26 +266,56 @@ def test_greedy_answers_equal_unbatched_greedy_decoding(tiny_lm):
         assert answer == text.split("\n", 1)[0].strip()
 
 
+def _check_against_separate_passes(lm, texts, golds, max_new_tokens, batch_size):
+    prompts = [lm.tokenizer(t)["input_ids"] for t in texts]
+    answers = [lm.tokenizer(" " + g, add_special_tokens=False)["input_ids"] for g in golds]
+    nll, texts_got, passes = shared_prefill_scores(lm, prompts, answers, max_new_tokens,
+                                                   batch_size)
+    ref_nll, _ = gold_nll(lm, prompts, answers, batch_size=batch_size)
+    ref_text, _ = greedy_answers(lm, prompts, max_new_tokens, batch_size=batch_size)
+    np.testing.assert_allclose(nll, ref_nll, rtol=1e-5)
+    assert texts_got == ref_text
+    n_batches = -(-len(texts) // batch_size)
+    shared = shared_prefix_length(lm, prompts, answers, max_new_tokens) > 0
+    assert int(shared) + 2 * n_batches <= passes <= int(shared) + n_batches * (
+        2 + max_new_tokens - 1)
+    return prompts, answers
+
+
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
 @pytest.mark.parametrize("max_new_tokens", [1, 5])
 def test_one_prefill_scores_equal_the_separate_nll_and_greedy_passes(tiny_lm, arch,
                                                                      max_new_tokens):
-    """The shared-prefill scorer against gold_nll and greedy_answers (each checked by hand
-    above): prompts of different lengths in one batch, longer than tiny Gemma 3's sliding
-    window of 16 tokens, answers of 1 to 6 tokens."""
+    """The one-prefill scorer against gold_nll and greedy_answers (each checked by hand above):
+    prompts of different lengths in a batch, answers of 1 to 6 tokens; few-shot prompts whose
+    shared shots are run once (full attention), and tiny Gemma 3, whose 16-token sliding window
+    is shorter than the prompts (no shared prefix there: padding after it would count in the
+    window)."""
     lm = tiny_lm(arch)
-    items = arithmetic_items(6, n_shots=2, seed=0, low=1, high=20)
-    texts = list(items.prompts) + ["x", "Problem: What is $\\frac{1}{2}$ of 8?\nAnswer:"]
-    golds = list(items.golds) + ["123456", "4"]
-    prompts = [lm.tokenizer(t)["input_ids"] for t in texts]
-    answers = [lm.tokenizer(" " + g, add_special_tokens=False)["input_ids"] for g in golds]
+    items = arithmetic_items(7, n_shots=2, seed=0, low=1, high=20)
+    prompts, answers = _check_against_separate_passes(lm, items.prompts, items.golds,
+                                                      max_new_tokens, 3)
     assert max(len(p) for p in prompts) > 16 and len({len(a) for a in answers}) > 1
-    nll, texts_got, passes = shared_prefill_scores(lm, prompts, answers, max_new_tokens, 3)
-    ref_nll, _ = gold_nll(lm, prompts, answers, batch_size=3)
-    ref_text, _ = greedy_answers(lm, prompts, max_new_tokens, batch_size=3)
-    np.testing.assert_allclose(nll, ref_nll, rtol=1e-5)
-    assert texts_got == ref_text
-    assert 2 * 3 <= passes <= 3 * (2 + max_new_tokens - 1)  # 3 batches
+    n_shared = shared_prefix_length(lm, prompts, answers, max_new_tokens)
+    shots = lm.tokenizer(items.prompts[0].rsplit("\n", 1)[0] + "\n")["input_ids"]
+    if arch == "gemma3_text":
+        assert n_shared == 0
+    else:  # at least the shots' tokens, fewer than the shortest prompt
+        assert len(shots) - 1 <= n_shared < min(len(p) for p in prompts)
+    _check_against_separate_passes(  # nothing shared but the start
+        lm, list(items.prompts[:3]) + ["x", "Problem: What is $\\frac{1}{2}$ of 8?\nAnswer:"],
+        list(items.golds[:3]) + ["123456", "4"], max_new_tokens, 3)
+
+
+def test_shared_prefix_inside_a_sliding_window(tiny_lm):
+    """Sequences shorter than tiny Gemma 3's window: the prefix is shared and the scores equal."""
+    lm = tiny_lm("gemma3_text")
+    texts, golds = ["1+2=", "1+3=", "1+13=", "1+1="], ["3", "4", "14", "2"]
+    prompts, answers = _check_against_separate_passes(lm, texts, golds, 2, 2)
+    assert 0 < shared_prefix_length(lm, prompts, answers, 2) == common_prefix_length(prompts)
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1  # each row keeps a token of its own
+    assert common_prefix_length([[5], [6]]) == 0
 
 
 def test_score_benchmark_accuracy_and_nll_summaries(tiny_lm):

@@ -235,6 +235,7 @@ def test_perturb_on_a_math_file(in_workdir, tmp_path, monkeypatch):
         _run("perturb", _write_params(tmp_path, perturb={
             "benchmark": "math", "math_path": "MATH-500/test.jsonl"}))
     assert "MATH-500/test.jsonl" in str(e.value) and "Repo id" not in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_missing_rankings_is_a_one_line_error(tmp_path, monkeypatch):

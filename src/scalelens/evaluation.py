@@ -448,17 +448,62 @@ def _eos_ids(lm: LoadedModel) -> set[int]:
     return set() if eos is None else {int(e) for e in (eos if isinstance(eos, list) else [eos])}
 
 
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Number of leading tokens all rows share, leaving every row at least one token of its own."""
+    if not rows:
+        return 0
+    first, shortest = rows[0], min(len(r) for r in rows)
+    n = 0
+    while n < shortest - 1 and all(r[n] == first[n] for r in rows):
+        n += 1
+    return n
+
+
+def _sliding_window(lm: LoadedModel) -> int | None:
+    """The attention window of the model's sliding-window layers, None when it has none."""
+    cfg = lm.model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    window = getattr(cfg, "sliding_window", None)
+    if not window:
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if types is not None:
+        return int(window) if any("sliding" in str(t) for t in types) else None
+    return None if getattr(cfg, "use_sliding_window", True) is False else int(window)
+
+
+def shared_prefix_length(lm: LoadedModel, prompts: Sequence[Sequence[int]],
+                         answers: Sequence[Sequence[int]], max_new_tokens: int) -> int:
+    """Leading tokens of the prompts run once and shared (0: none).
+
+    Padding then sits between the shared prefix and each prompt's own tokens. A sliding-window
+    layer counts those padding slots inside its window, so with a sliding-window model the
+    prefix is shared only when every sequence (prompt + answer or new tokens) fits in the window,
+    where sliding and full attention are the same."""
+    n = common_prefix_length(prompts)
+    window = _sliding_window(lm)
+    if n and window is not None:
+        longest = max(len(p) for p in prompts) + max(max(len(a) for a in answers),
+                                                     max_new_tokens)
+        if longest > window:
+            return 0
+    return n
+
+
 def shared_prefill_scores(lm: LoadedModel, prompts: Sequence[Sequence[int]],
                           answers: Sequence[Sequence[int]], max_new_tokens: int,
                           batch_size: int) -> tuple[np.ndarray, list[str], int]:
     """Gold NLL and greedy first line per problem from one prefill of each prompt.
 
-    Per batch (left-padded prompts, position ids over real tokens): one forward pass over the
-    prompts keeps the KV cache and the last position's logits; on a copy of the cache the gold
-    answers (right-padded) are teacher-forced in one pass (the NLL, as `gold_nll`); on the cache
-    itself greedy decoding runs one token per pass until every row has produced a newline or an
-    end-of-sequence token, or max_new_tokens (the answers, as `greedy_answers`). The prompt is
-    processed once instead of twice. Returns (nll [n], first lines, forward passes).
+    The tokens every prompt starts with (the few-shot examples) are run once, batch 1, and their
+    KV cache is repeated for each batch (see `shared_prefix_length`). Per batch, one pass over
+    the rest of the prompts (left padding between the shared prefix and each prompt's own tokens,
+    masked; position ids over real tokens, so each row sees the positions it would see alone)
+    keeps the KV cache and the last position's logits; on a copy of the cache the gold answers
+    (right-padded) are teacher-forced in one pass (the NLL, as `gold_nll`); on the cache itself
+    greedy decoding runs one token per pass until every row has produced a newline or an
+    end-of-sequence token, or max_new_tokens (the answers, as `greedy_answers`).
+    Returns (nll [n], first lines, forward passes).
     """
     import copy
 
@@ -471,13 +516,30 @@ def shared_prefill_scores(lm: LoadedModel, prompts: Sequence[Sequence[int]],
     params = _forward_params(lm)
     keep1 = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
+    n_prefix = shared_prefix_length(lm, prompts, answers, max_new_tokens)
+    prefix_cache = None
+    if n_prefix > 0:
+        with torch.inference_mode():
+            ids = torch.tensor([list(prompts[0][:n_prefix])], device=lm.device)
+            out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids),
+                           position_ids=torch.arange(n_prefix, device=lm.device)[None],
+                           use_cache=True, **keep1)
+        prefix_cache = _cache_of(out)
+        passes += 1
     for idx in length_sorted_batches([len(p) for p in prompts], batch_size):
-        batch = left_pad([prompts[i] for i in idx], pad, lm.device)
+        batch = left_pad([prompts[i][n_prefix:] for i in idx], pad, lm.device)
         mask = batch["attention_mask"]
+        cache_in = {}
+        if prefix_cache is not None:
+            mask = torch.cat([torch.ones_like(mask[:, :1]).expand(-1, n_prefix), mask], 1)
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(idx))
+            cache_in = {cache_kw: cache}
         next_pos = mask.sum(-1)  # position of each row's first new token
         with torch.inference_mode():
             out = lm.model(input_ids=batch["input_ids"], attention_mask=mask,
-                           position_ids=position_ids_from_mask(mask), use_cache=True, **keep1)
+                           position_ids=position_ids_from_mask(mask)[:, n_prefix:],
+                           use_cache=True, **cache_in, **keep1)
             first = out.logits[:, -1, :].float()
             cache = _cache_of(out)
             passes += 1
