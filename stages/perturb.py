@@ -80,7 +80,8 @@ def main(ctx: StageContext) -> None:
     save_csv(summary_path, pd.DataFrame(rows))
 
     n_tokens = perturbation.count_forward_tokens(len(conditions), scores[0].n_prompt_tokens,
-                                                 scores[0].n_gold_tokens, x.max_new_tokens)
+                                                 scores[0].n_gold_tokens, x.max_new_tokens,
+                                                 scores[0].n_shared_prefix_tokens)
     metrics = {"sigma": p.sigma, "benchmark": x.benchmark,
                "n_heads_per_condition": len(conditions[1].heads),
                "n_conditions": len(conditions), **summary.to_dict(),

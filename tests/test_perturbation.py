@@ -126,9 +126,11 @@ def test_one_replicate_gives_no_spread_so_both_verdicts_are_uninformative():
 
 
 def test_forward_token_count_by_hand():
-    # 2 problems: prompts 10 and 12 tokens, answers 2 and 3; 4 new tokens at most
+    # 2 problems: prompts 10 and 12 tokens, answers 2 and 3; 4 new tokens at most (3 steps)
     # per condition: (10 + 2 + 3) + (12 + 3 + 3) = 33
     assert count_forward_tokens(10, [10, 12], [2, 3], 4) == 330
+    # 8 shared tokens run once: 8 + (2 + 2 + 3) + (4 + 3 + 3) = 25
+    assert count_forward_tokens(10, [10, 12], [2, 3], 4, shared_prefix=8) == 250
 
 
 def test_noise_replicates_differ_and_the_model_is_restored(tiny_lm):

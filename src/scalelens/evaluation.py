@@ -79,6 +79,7 @@ class BenchmarkScore:
     nll_nats: np.ndarray  # float64 [n], summed over the gold's tokens
     n_gold_tokens: np.ndarray  # int64 [n]
     n_prompt_tokens: np.ndarray  # int64 [n]
+    n_shared_prefix_tokens: int  # leading prompt tokens run once for all problems
     predictions: tuple[str, ...]  # first generated line per problem
     n_forward_passes: int  # teacher-forcing passes + generate calls' steps
     seconds: float
@@ -617,5 +618,6 @@ def score_benchmark(lm: LoadedModel, items: BenchmarkItems, max_new_tokens: int,
         n_correct=int(correct.sum()), gold_nll_nats=float(nll.mean()),
         gold_nll_per_token_nats=float(nll.sum() / n_tok.sum()), correct=correct, nll_nats=nll,
         n_gold_tokens=n_tok, n_prompt_tokens=np.array([len(p) for p in prompts], dtype=np.int64),
+        n_shared_prefix_tokens=shared_prefix_length(lm, prompts, answers, max_new_tokens),
         predictions=tuple(preds), n_forward_passes=passes,
         seconds=time.perf_counter() - t0)

@@ -112,13 +112,14 @@ def run_perturbation(lm: LoadedModel, items: BenchmarkItems, conditions: Sequenc
 
 
 def count_forward_tokens(n_conditions: int, prompt_tokens: Sequence[int],
-                         answer_tokens: Sequence[int], max_new_tokens: int) -> int:
+                         answer_tokens: Sequence[int], max_new_tokens: int,
+                         shared_prefix: int = 0) -> int:
     """Upper bound of the tokens the model processes in a perturb run
-    (`evaluation.shared_prefill_scores`): per condition and problem, the prompt once, the
-    teacher-forced answer, and at most max_new_tokens - 1 greedy steps of one token (padding
-    not counted)."""
-    per_condition = sum(int(p) + int(a) + max_new_tokens - 1
-                        for p, a in zip(prompt_tokens, answer_tokens))
+    (`evaluation.shared_prefill_scores`): per condition, the shared prefix once, then per problem
+    its own prompt tokens, the teacher-forced answer and at most max_new_tokens - 1 greedy steps
+    of one token (padding not counted)."""
+    per_condition = shared_prefix + sum(int(p) - shared_prefix + int(a) + max_new_tokens - 1
+                                        for p, a in zip(prompt_tokens, answer_tokens))
     return n_conditions * per_condition
 
 
