@@ -120,7 +120,7 @@ class PerturbParams:
     n_problems: int = 50
     n_shots: int = 3
     max_new_tokens: int = 4  # enough for a sum; raise it for math
-    batch_size: int = 16
+    batch_size: int = 50  # problems per forward pass (speed only)
     problem_seed: int = 0  # which problems (arithmetic draws; math shuffle)
     arithmetic_low: int = 1  # arithmetic operand range
     arithmetic_high: int = 20
