@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tests_paths import repo_params, stage_module
+from tests_paths import ROOT, repo_params, stage_module
 
 from scalelens.ablation import auc, syn_red_orders
 from scalelens.errors import ScalelensError
@@ -38,13 +38,14 @@ def _run(name, params_path, model=MODEL):
     return ctx
 
 
-def _write_params(work, **top):
+def _write_params(work, perturb=None, **top):
     p = repo_params()
     p["models"] = [MODEL]
     p["device"] = "cpu"
     p["ablation"].update(n_prompts=4, n_points=4, random_seeds=[0, 1], batch_size=4)
     p["perturb"].update(n_problems=4, n_shots=1, max_new_tokens=2, random_seeds=[0, 1],
-                        batch_size=4)
+                        noise_seeds=[0, 1], batch_size=4)
+    p["perturb"].update(perturb or {})
     p.update(top)
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(p))
@@ -147,39 +148,94 @@ def test_graph_cores_metrics_equal_the_library_on_the_same_matrices(in_workdir):
     assert tags["syn_more_efficient"] in ("True", "False")
 
 
-def test_perturb_writes_every_condition_and_the_verdict(in_workdir):
+PERTURB_LABELS = ["baseline", "synergistic_noise0", "synergistic_noise1", "redundant_noise0",
+                  "redundant_noise1", "random_seed0_noise0", "random_seed1_noise1"]
+
+
+def test_perturb_writes_every_replicate_means_spreads_and_the_verdicts(in_workdir):
     work = in_workdir[0]
     out = work / MP.perturb_dir
     summary = pd.read_csv(out / "summary.csv")
-    assert summary["label"].tolist() == ["baseline", "synergistic", "redundant", "random_seed0",
-                                         "random_seed1"]
-    assert summary["n_heads"].tolist() == [0, 3, 3, 3, 3]  # round(0.25 * 12)
-    assert summary.loc[1, "heads"] == "0 2 6"  # scores 3, 5, 4: the top three
-    assert summary.loc[2, "heads"] == "5 9 11"  # scores -5, -3, -4: the bottom three
+    assert summary["label"].tolist() == PERTURB_LABELS
+    assert summary["noise_seed"].tolist() == [-1, 0, 1, 0, 1, 0, 1]
+    assert summary["head_seed"].tolist() == [-1, -1, -1, -1, -1, 0, 1]
+    assert summary["n_heads"].tolist() == [0, 3, 3, 3, 3, 3, 3]  # round(0.25 * 12)
+    assert (summary.loc[1:2, "heads"] == "0 2 6").all()  # scores 3, 5, 4: the top three
+    assert (summary.loc[3:4, "heads"] == "5 9 11").all()  # scores -5, -3, -4: the bottom three
     for label in summary["label"]:
         per = pd.read_csv(out / f"{label}.csv")
         assert len(per) == 4
         acc = summary.loc[summary.label == label, "accuracy"].item()
         assert per["correct"].mean() == pytest.approx(acc)
-    metrics = pd.read_json(work / MP.perturb_metrics,
-                           typ="series")
-    assert metrics["drop.synergistic"] == pytest.approx(summary.accuracy[0] - summary.accuracy[1])
-    assert metrics["nll_rise.redundant"] == pytest.approx(
-        summary.gold_nll_nats[2] - summary.gold_nll_nats[0])
+    m = pd.read_json(work / MP.perturb_metrics, typ="series")
+    acc, nll = summary.set_index("label").accuracy, summary.set_index("label").gold_nll_nats
+    syn_drop = acc["baseline"] - acc[PERTURB_LABELS[1:3]]
+    assert m["synergistic.drop_mean"] == pytest.approx(syn_drop.mean())
+    assert m["synergistic.drop_std"] == pytest.approx(syn_drop.std(ddof=1))
+    rises = {k: nll[PERTURB_LABELS[i:i + 2]] - nll["baseline"]
+             for k, i in (("synergistic", 1), ("redundant", 3), ("random", 5))}
+    for k, r in rises.items():
+        # the csv keeps 10 significant digits of NLLs of a few nats
+        assert m[f"{k}.nll_rise_mean"] == pytest.approx(r.mean(), abs=1e-8)
+        assert m[f"{k}.nll_rise_std"] == pytest.approx(r.std(ddof=1), abs=1e-8)
+        assert m[f"{k}.n_replicates"] == 2
+    assert m["random.varies"] == "head set and noise seed"
+    # 4 problems: accuracy is UNINFORMATIVE whatever it is; the NLL band rule decides
+    assert m["accuracy_verdict"] == "UNINFORMATIVE"
+    assert m["accuracy_verdict_reason"].startswith("4 problems: one problem is 25% of accuracy")
+    band = {k: (m[f"{k}.nll_rise_mean"], m[f"{k}.nll_rise_std"]) for k in rises}
+    low = band["synergistic"][0] - band["synergistic"][1]
+    above = all(low > band[k][0] + band[k][1] for k in ("redundant", "random"))
+    assert m["nll_verdict"] == ("SYN_LARGEST" if above else "NOT_SYN_LARGEST")
+    assert (m["verdict"], m["verdict_by"]) == (m["nll_verdict"], "gold_nll")
+    assert m["n_conditions"] == 7 and m["n_problems"] == 4
     tags, logged = _tags(work, "perturb")
-    assert tags["syn_drop_largest"] == str(bool(metrics["syn_drop_largest"]))
-    assert tags["sigma"] == "0.1"
-    assert "accuracy.random_seed1" in logged
+    for key in ("verdict", "verdict_by", "accuracy_verdict", "accuracy_verdict_reason",
+                "nll_verdict", "nll_verdict_reason"):
+        assert tags[key] == m[key]
+    assert tags["sigma"] == "0.1" and tags["noise_seeds"] == "0,1"
+    assert "accuracy.random_seed1_noise1" in logged
+    assert logged["synergistic.nll_rise_mean"] == pytest.approx(m["synergistic.nll_rise_mean"])
+    assert "accuracy_verdict" not in logged  # strings are tags, not metrics
     # noise on: every perturbed condition's NLL differs from the baseline's
     assert (summary.gold_nll_nats[1:] != summary.gold_nll_nats[0]).all()
+    assert (work / MP.perturb_fig).stat().st_size > 5000
 
 
-def test_sigma_zero_reaches_the_noise(in_workdir, tmp_path, monkeypatch):
+def test_sigma_zero_reaches_the_noise_and_the_premise_params_the_verdict(in_workdir, tmp_path,
+                                                                        monkeypatch):
     shutil.copytree(in_workdir[0] / "results/phiid", tmp_path / "results/phiid")
     monkeypatch.chdir(tmp_path)
-    _run("perturb", _write_params(tmp_path, sigma=0.0))
+    _run("perturb", _write_params(tmp_path, sigma=0.0, perturb={
+        "min_problems": 4, "accuracy_floor": 0.0, "accuracy_ceiling": 1.0}))
     summary = pd.read_csv(tmp_path / MP.perturb_dir / "summary.csv")
     assert (summary.gold_nll_nats == summary.gold_nll_nats[0]).all()
+    m = pd.read_json(tmp_path / MP.perturb_metrics, typ="series")
+    # no noise: every drop is 0 +- 0, so the synergistic band is not above the others
+    assert m["accuracy_verdict"] == "NOT_SYN_LARGEST" and m["verdict_by"] == "accuracy"
+    assert m["synergistic.drop_mean"] == 0 and m["random.drop_std"] == 0
+
+
+def test_perturb_on_a_math_file(in_workdir, tmp_path, monkeypatch):
+    from scalelens.evaluation import load_math_rows, math_items
+
+    data = ROOT / "tests" / "data" / "math" / "hendrycks_style.jsonl"
+    shutil.copytree(in_workdir[0] / "results/phiid", tmp_path / "results/phiid")
+    monkeypatch.chdir(tmp_path)
+    _run("perturb", _write_params(tmp_path, perturb={
+        "benchmark": "math", "math_path": str(data), "n_problems": 3, "random_seeds": [0],
+        "noise_seeds": [0]}))
+    per = pd.read_csv(tmp_path / MP.perturb_dir / "baseline.csv", dtype={"gold": str})
+    items = math_items(load_math_rows(str(data)), 3, 1, 0)
+    assert per["gold"].tolist() == list(items.golds)
+    m = pd.read_json(tmp_path / MP.perturb_metrics, typ="series")
+    assert m["benchmark"] == "math"
+    assert m["nll_verdict"] == "UNINFORMATIVE"  # one replicate per condition: no spread
+    with pytest.raises(ScalelensError, match="no such file") as e:
+        _run("perturb", _write_params(tmp_path, perturb={
+            "benchmark": "math", "math_path": "MATH-500/test.jsonl"}))
+    assert "MATH-500/test.jsonl" in str(e.value) and "Repo id" not in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_missing_rankings_is_a_one_line_error(tmp_path, monkeypatch):

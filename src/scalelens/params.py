@@ -121,17 +121,23 @@ class GraphCoresParams:
 class PerturbParams:
     fraction: float = 0.25  # share of heads in each core / random set
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # random head sets
-    noise_seed: int = 0  # the same noise draw per head in every condition
+    # noise draws: each core once per seed; the i-th random set under seed i mod len
+    noise_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     benchmark: str = "arithmetic"  # arithmetic | math
-    n_problems: int = 24
+    n_problems: int = 50
     n_shots: int = 3
     max_new_tokens: int = 4  # enough for a sum; raise it for math
-    batch_size: int = 16
-    problem_seed: int = 0  # arithmetic: which problems
+    batch_size: int = 50  # problems per forward pass (speed only)
+    problem_seed: int = 0  # which problems (arithmetic draws; math shuffle)
     arithmetic_low: int = 1  # arithmetic operand range
     arithmetic_high: int = 20
-    math_path: str = ""  # math: a .jsonl/.parquet file, or a cached Hugging Face dataset name
-    math_split: str = "test"  # split of a cached Hugging Face dataset
+    arithmetic_format: str = "equation"  # "13 + 5 = 18" | qa: "Q: 13 + 5 = ?\nA: 18"
+    accuracy_floor: float = 0.2  # accuracy verdict UNINFORMATIVE below this baseline accuracy...
+    accuracy_ceiling: float = 0.95  # ...and above this one
+    min_problems: int = 50  # ...and with fewer problems (one problem <= 1/min_problems)
+    math_path: str = ""  # math: a file, a folder of files, or a cached Hugging Face dataset name
+    math_split: str = "test"  # split of a folder / cached dataset
+    math_config: str = ""  # config (sub-folder) of a folder / cached dataset; "" = all
 
 
 @dataclass(frozen=True)

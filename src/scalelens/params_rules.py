@@ -174,7 +174,7 @@ RULES: dict[str, Check] = {
     "graph_cores.louvain_seed": SEED,
     "perturb.fraction": between(0, 1, lo_open=True, hi_open=True),
     "perturb.random_seeds": non_empty(SEED),
-    "perturb.noise_seed": SEED,
+    "perturb.noise_seeds": non_empty(SEED),
     "perturb.benchmark": one_of("arithmetic", "math"),
     "perturb.n_problems": POSITIVE_INT,
     "perturb.n_shots": at_least(0),
@@ -183,8 +183,13 @@ RULES: dict[str, Check] = {
     "perturb.problem_seed": SEED,
     "perturb.arithmetic_low": at_least(0),
     "perturb.arithmetic_high": at_least(0),
-    "perturb.math_path": any_value,  # a file or a cached dataset name: checked by the stage
+    "perturb.arithmetic_format": one_of("equation", "qa"),
+    "perturb.accuracy_floor": between(0, 1),
+    "perturb.accuracy_ceiling": between(0, 1),
+    "perturb.min_problems": POSITIVE_INT,
+    "perturb.math_path": any_value,  # a file, folder or cached dataset name: checked by the stage
     "perturb.math_split": pattern(r".+", "a split name"),
+    "perturb.math_config": pattern(r"[\w.-]*", "a config name (letters, digits, _ . -) or empty"),
     "motifs.graphs_dir": repo_path("dir"),
     "motifs.graph_sets": each(plain_name),
     "motifs.baseline": any_value,  # "" or one of graph_sets: validate()
@@ -285,6 +290,19 @@ def validate(params, root: Path) -> None:
     if pt.arithmetic_low > pt.arithmetic_high:
         raise RuleError(f"perturb.arithmetic_low: {pt.arithmetic_low} exceeds "
                         f"perturb.arithmetic_high {pt.arithmetic_high}")
+    if pt.benchmark == "arithmetic":
+        n_pairs = (pt.arithmetic_high - pt.arithmetic_low + 1) ** 2
+        if pt.n_problems + pt.n_shots > n_pairs:
+            raise RuleError(f"perturb.n_problems: {pt.n_problems} problems + {pt.n_shots} shots "
+                            f"exceed the {n_pairs} distinct operand pairs of "
+                            f"{pt.arithmetic_low}..{pt.arithmetic_high}")
+    if pt.accuracy_floor > pt.accuracy_ceiling:
+        raise RuleError(f"perturb.accuracy_floor: {pt.accuracy_floor} exceeds "
+                        f"perturb.accuracy_ceiling {pt.accuracy_ceiling}")
+    for key in ("random_seeds", "noise_seeds"):
+        seeds = getattr(pt, key)
+        if len(set(seeds)) != len(seeds):
+            raise RuleError(f"perturb.{key}: {seeds} lists a seed twice (replicates would repeat)")
     if pt.benchmark == "math" and not pt.math_path:
         raise RuleError("perturb.math_path: empty, but perturb.benchmark is math; give a .jsonl/"
                         ".json/.parquet file or a cached Hugging Face dataset name")

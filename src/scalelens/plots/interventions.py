@@ -215,40 +215,80 @@ def plot_graph_cores(path: str | Path, cores: GraphCores, n_layers: int, n_heads
 # ----------------------------------------------------------------------------- figure 4b
 
 
+def _verdict_note(ax, verdict) -> None:
+    """The verdict and its reason under the panel; an UNINFORMATIVE panel is greyed out."""
+    if verdict is None:
+        return
+    informative = verdict.verdict != "UNINFORMATIVE"
+    if not informative:
+        ax.set_facecolor("#f2f2f2")
+        ax.text(0.5, 0.5, "UNINFORMATIVE", transform=ax.transAxes, ha="center", va="center",
+                fontsize=20, color="0.55", alpha=0.6, rotation=20, zorder=0)
+    reason = verdict.reason if len(verdict.reason) <= 200 else verdict.reason[:197] + "..."
+    words, lines, line = reason.split(), [], ""
+    for w in words:  # wrap at ~62 characters
+        if line and len(line) + 1 + len(w) > 62:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}".strip()
+    lines.append(line)
+    ax.text(0.5, -0.2, f"{verdict.verdict}\n" + "\n".join(lines), transform=ax.transAxes,
+            ha="center", va="top", fontsize=7.5,
+            color="k" if informative else "#a04000",
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"})
+
+
 def plot_perturbation_bars(path: str | Path, labels: Sequence[str], names: Sequence[str],
                            accuracy: Sequence[float], gold_nll_nats: Sequence[float],
-                           title: str) -> Path:
-    """Accuracy and gold NLL per condition; random seeds pooled into one bar with std error bar.
+                           title: str, accuracy_verdict=None, nll_verdict=None,
+                           floor: float | None = None, ceiling: float | None = None) -> Path:
+    """Accuracy and gold NLL per condition: bar = mean over the condition's replicates, error bar
+    = std (ddof=1), one dot per replicate (noise seed; head set too for random).
 
-    labels: per-condition label (e.g. random_seed1); names: its kind (baseline, synergistic,
-    redundant, random).
+    labels: per-run label (e.g. synergistic_noise1); names: its kind (baseline, synergistic,
+    redundant, random). Verdicts (objects with .verdict and .reason, see
+    scalelens.perturbation.Verdict) are written under their panel; an UNINFORMATIVE one greys
+    the panel out. floor / ceiling: the accuracy verdict's premise, drawn as dotted lines.
     """
     kinds = ["baseline", "synergistic", "redundant", "random"]
     colors = {"baseline": BASE_COLOR, "synergistic": SYN_COLOR, "redundant": RED_COLOR,
               "random": RAND_COLOR}
     present = [k for k in kinds if k in names]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.4))
     for ax, values, ylabel in ((axes[0], accuracy, "accuracy"),
                                (axes[1], gold_nll_nats, "gold-answer NLL, nats (lower = better)")):
         vals = np.asarray(values, dtype=np.float64)
         for x, kind in enumerate(present):
             v = vals[[n == kind for n in names]]
             err = v.std(ddof=1) if v.size > 1 else 0.0
-            ax.bar(x, v.mean(), color=colors[kind], width=0.65,
+            ax.bar(x, v.mean(), color=colors[kind], width=0.65, alpha=0.85,
                    yerr=err if v.size > 1 else None, capsize=6, ecolor="k")
             if v.size > 1:
-                jitter = np.linspace(-0.12, 0.12, v.size)
-                ax.scatter(x + jitter, v, color="k", s=12, zorder=3)
+                jitter = np.linspace(-0.15, 0.15, v.size)
+                ax.scatter(x + jitter, v, color="k", s=14, zorder=3)
             top = max(v.mean() + err, v.max())
-            ax.annotate(f"{v.mean():.3g}", (x, top), xytext=(0, 4), textcoords="offset points",
+            text = f"{v.mean():.3g}" + (f" ± {err:.2g}" if v.size > 1 else "")
+            ax.annotate(text, (x, top), xytext=(0, 4), textcoords="offset points",
                         ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(present)),
-                      [k if k != "random" else f"random\n(n={names.count('random')})"
-                       for k in present])
+                      [k if k == "baseline" else f"{k}\n(n={names.count(k)})" for k in present])
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
+    for level, word in ((floor, "floor"), (ceiling, "ceiling")):
+        if level is not None:
+            axes[0].axhline(level, color="#a04000", ls=":", lw=1.2)
+            axes[0].annotate(f"{word} {level:g}", (1.0, level), xycoords=("axes fraction", "data"),
+                             xytext=(-2, 2), textcoords="offset points", ha="right",
+                             va="bottom", fontsize=7, color="#a04000")
     axes[0].set_ylim(0, 1.08)
     axes[1].set_ylim(0, axes[1].get_ylim()[1] * 1.08)
+    axes[0].set_title("accuracy (verdict on the drop)", fontsize=10)
+    axes[1].set_title("gold-answer NLL (verdict on the rise)", fontsize=10)
+    _verdict_note(axes[0], accuracy_verdict)
+    _verdict_note(axes[1], nll_verdict)
     fig.suptitle(title)
     fig.tight_layout()
+    if accuracy_verdict is not None or nll_verdict is not None:
+        fig.subplots_adjust(bottom=0.3)
     return _save(fig, path)
