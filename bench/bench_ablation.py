@@ -25,6 +25,7 @@ from scalelens.errors import ScalelensError
 from scalelens.models import load_model
 from scalelens.params import load_params
 from scalelens.prompts import load_prompt_set
+from scalelens.ranking import read_head_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def head_scores(model: str, n_heads: int) -> tuple[np.ndarray, np.ndarray, str]:
     path = ROOT / "results" / "phiid" / f"{model}_head_rankings.csv"
     if path.is_file():
-        flat, score = ablation.read_head_scores(path)
+        flat, score = read_head_scores(path)
         if len(flat) == n_heads:
             return flat, score, "rankings"
     return np.arange(n_heads), np.random.default_rng(0).standard_normal(n_heads), "random"

@@ -20,13 +20,14 @@ from scalelens.io import save_csv, save_json, save_npz
 from scalelens.params import as_flat_dict
 from scalelens.plots.interventions import plot_ablation_curves
 from scalelens.prompts import load_prompt_set
+from scalelens.ranking import read_head_scores
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 
 
 def main(ctx: StageContext) -> None:
     p, a = ctx.params, ctx.params.ablation
-    flat, score = ablation.read_head_scores(ctx.input(ctx.paths.rankings_csv, "rank"))
+    flat, score = read_head_scores(ctx.input(ctx.paths.rankings_csv, "rank"))
     lock = p.prompt_lock(a.prompt_set)
     prompts = load_prompt_set(lock.set, expected_md5=lock.md5)
     if a.n_points < 1:

@@ -12,7 +12,6 @@ redundancy > synergy) -- the paper's reading of figure 3c.
 """
 
 
-import pandas as pd
 
 from scalelens.errors import ScalelensError
 from scalelens.graphs import graph_cores
@@ -21,6 +20,7 @@ from scalelens.params import as_flat_dict
 from scalelens.paths import model_paths, require_input
 from scalelens.phiid import load_result
 from scalelens.plots.interventions import plot_graph_cores
+from scalelens.ranking import read_head_grid
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 
@@ -30,8 +30,7 @@ def _inputs(model: str):
     mp = model_paths(model)
     npz = require_input(mp.phiid_npz, "phiid", model)
     csv = require_input(mp.rankings_csv, "rank", model)
-    heads = pd.read_csv(csv, usecols=["layer", "head"])
-    return load_result(npz), int(heads["layer"].max()) + 1, int(heads["head"].max()) + 1
+    return (load_result(npz), *read_head_grid(csv))
 
 
 def main(ctx: StageContext) -> None:

@@ -15,12 +15,13 @@ Tags: verdict, verdict_by, accuracy_verdict(_reason), nll_verdict(_reason).
 import pandas as pd
 
 from scalelens import evaluation, perturbation
-from scalelens.ablation import read_head_scores, require_rankings_fit
+from scalelens.ablation import require_rankings_fit
 from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json
 from scalelens.params import PerturbParams, as_flat_dict
 from scalelens.plots.interventions import plot_perturbation_bars
 from scalelens.prompts import prompt_md5
+from scalelens.ranking import read_head_scores
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
 

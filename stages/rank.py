@@ -11,23 +11,15 @@ third of layers has a higher mean syn-red score than both the first and the last
 import json
 
 import numpy as np
-import pandas as pd
 
 from scalelens.errors import ScalelensError
 from scalelens.io import save_csv, save_json
 from scalelens.params import as_flat_dict
 from scalelens.phiid import load_result
 from scalelens.plots.phiid import plot_syn_red_grid
-from scalelens.ranking import HeadRanking, LayerProfile, layer_profile, rank_heads
+from scalelens.ranking import LayerProfile, layer_profile, rank_heads, rankings_frame
 from scalelens.stage import StageContext, run_stage
 from scalelens.tracking import stage_run
-
-
-def rankings_frame(ranking: HeadRanking, unit: str) -> pd.DataFrame:
-    """One row per head (flat order); synergy/redundancy are means over partners in `unit`."""
-    frame = pd.DataFrame(ranking.to_columns())
-    frame["unit"] = unit
-    return frame
 
 
 def profile_dict(profile: LayerProfile, model: str, unit: str) -> dict:

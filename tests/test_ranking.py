@@ -11,6 +11,9 @@ from scalelens.ranking import (
     layer_profile_from_scores,
     mean_over_partners,
     rank_heads,
+    rankings_frame,
+    read_head_grid,
+    read_head_scores,
     third_sizes,
 )
 
@@ -120,3 +123,19 @@ def _toy_rtr() -> np.ndarray:
     outer = [0, 1, 4, 5]
     base[np.ix_(outer, outer)] += 3.0
     return base
+
+
+def test_rankings_csv_round_trips_through_its_reader(tmp_path):
+    from scalelens.errors import ScalelensError
+    from scalelens.io import save_csv
+
+    ranking = rank_heads(STS, RTR, n_layers=2, n_heads_per_layer=2)
+    path = tmp_path / "r.csv"
+    save_csv(path, rankings_frame(ranking, "nats"))
+    flat, score = read_head_scores(path)
+    np.testing.assert_array_equal(flat, [0, 1, 2, 3])
+    np.testing.assert_array_equal(score, [-2.5, -1.5, 1.5, 2.5])
+    assert read_head_grid(path) == (2, 2)
+    (tmp_path / "bad.csv").write_text("layer,head\n0,0\n")
+    with pytest.raises(ScalelensError, match=r"bad.csv: no column flat_index, syn_red_score"):
+        read_head_scores(tmp_path / "bad.csv")

@@ -55,7 +55,7 @@ GRAPH_SETS = [SLUG]  # the model's own attribution graphs (no imported set by de
 ALL_STAGES = ({f"{s}@{SLUG}" for s in PER_MODEL} | set(LADDER)
               | {f"motif_census@{g}" for g in GRAPH_SETS})
 PHIID_AND_AFTER = {f"phiid@{SLUG}", f"rank@{SLUG}", "compare_profiles", f"ablate@{SLUG}",
-                   "ablate_compare", f"graph_cores@{SLUG}", f"perturb@{SLUG}"}
+                   "ablate_compare", f"graph_cores@{SLUG}", f"perturb@{SLUG}", "report"}
 
 
 def pairs_dataset() -> dict:
@@ -68,7 +68,11 @@ def pairs_dataset() -> dict:
 
 
 def tiny_params(folder: Path, shards: int = 2) -> Path:
-    """params.yaml of the repository, for one tiny model and small sizes (as the stage tests)."""
+    """params.yaml of the repository, for one tiny model and small sizes (as the stage tests),
+    with the statement pairs it names beside it."""
+    pairs = folder / "data/statements/tiny_pairs.json"
+    pairs.parent.mkdir(parents=True, exist_ok=True)
+    pairs.write_text(json.dumps(pairs_dataset()))
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["models"] = [MODEL]
     p["device"] = "cpu"
@@ -347,7 +351,6 @@ def test_tiny_pipeline_through_slurm_with_a_killed_shard_and_a_resubmission(clus
     t0 = time.monotonic()
     work = copy_repo(workspace)
     tiny_params(work, shards=2)
-    (work / "data/statements/tiny_pairs.json").write_text(json.dumps(pairs_dataset()))
     (work / "slurm" / "cluster.yaml").write_text(yaml.safe_dump({
         "defaults": {"cpus": 1, "mem": "500M", "time": "00:20:00", "grace": 30},
         "env": {"OMP_NUM_THREADS": "1"},

@@ -24,17 +24,17 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from scalelens.batching import encode_left_padded, last_position_logits, length_sorted_batches
 from scalelens.errors import ScalelensError
-from scalelens.interventions import ablate_heads
-from scalelens.models.loading import LoadedModel
 from scalelens.paths import model_slug
+
+if TYPE_CHECKING:  # the sweep runs a model; the summaries (ablate_compare) need no torch
+    import torch
+
+    from scalelens.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -104,19 +104,6 @@ HEADLINE_FIELDS = ("auc_syn_first", "auc_red_first", "auc_random_mean", "auc_ran
                    "fraction_points_above_band", "syn_first_above_random_band")
 
 
-def read_head_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(flat_index, syn_red_score) from a head-rankings csv (stage rank), one row per head."""
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    missing = {"flat_index", "syn_red_score"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path}: no column {', '.join(sorted(missing))} (is it a head-rankings "
-                         f"csv from stage rank?)")
-    return (frame["flat_index"].to_numpy(np.int64),
-            frame["syn_red_score"].to_numpy(np.float64))
-
-
 SEED_STEP_SIZE = 8  # seed 001: heads removed between KL points
 SEED_N_PROMPTS = 60  # seed 001: prompts the KL is averaged over
 
@@ -183,6 +170,8 @@ def removal_counts(n_heads: int, step_size: int) -> np.ndarray:
 
 def kl_from_logits(logits_ref: torch.Tensor, logits: torch.Tensor) -> np.ndarray:
     """KL(softmax(ref) || softmax(logits)) in nats per row, computed in float64."""
+    import torch
+
     lp_ref = torch.log_softmax(logits_ref.double(), dim=-1)
     lp = torch.log_softmax(logits.double(), dim=-1)
     kl = (lp_ref.exp() * (lp_ref - lp)).sum(-1)
@@ -213,6 +202,11 @@ def run_ablation_sweep(lm: LoadedModel, texts: Sequence[str], orders: Sequence[A
                        step_size: int, batch_size: int = 16,
                        progress: bool = True) -> AblationSweep:
     """Cumulatively zero-ablate heads in each order; KL per prompt at every removal count."""
+    from tqdm.auto import tqdm
+
+    from scalelens.batching import encode_left_padded, last_position_logits, length_sorted_batches
+    from scalelens.interventions import ablate_heads
+
     n_total = lm.geometry.n_heads_total
     for o in orders:
         if len(o.heads) != n_total:

@@ -191,3 +191,46 @@ def layer_profile(ranking: HeadRanking) -> LayerProfile:
     return layer_profile_from_scores(
         ranking.syn_red_score_normalised, ranking.n_layers, ranking.n_heads_per_layer
     )
+
+
+# -- the head-rankings csv (stage rank writes it; ablate, perturb and graph_cores read it) --------
+
+RANKINGS_REQUIRED = ("layer", "head", "flat_index", "syn_red_score")
+
+
+def rankings_frame(ranking: HeadRanking, unit: str):
+    """The head-rankings csv as a DataFrame: one row per head (flat order); synergy/redundancy are
+    means over partners in `unit`."""
+    import pandas as pd
+
+    frame = pd.DataFrame(ranking.to_columns())
+    frame["unit"] = unit
+    return frame
+
+
+def read_rankings(path):
+    """The head-rankings csv written from `rankings_frame`, its columns checked (one line naming
+    the file and the missing columns otherwise)."""
+    import pandas as pd
+
+    from scalelens.errors import ScalelensError
+
+    frame = pd.read_csv(path)
+    missing = set(RANKINGS_REQUIRED) - set(frame.columns)
+    if missing:
+        raise ScalelensError(f"{path}: no column {', '.join(sorted(missing))} (is it a "
+                             f"head-rankings csv from stage rank?)")
+    return frame
+
+
+def read_head_scores(path) -> tuple[np.ndarray, np.ndarray]:
+    """(flat_index, syn_red_score) from a head-rankings csv, one row per head."""
+    frame = read_rankings(path)
+    return (frame["flat_index"].to_numpy(np.int64),
+            frame["syn_red_score"].to_numpy(np.float64))
+
+
+def read_head_grid(path) -> tuple[int, int]:
+    """(n_layers, n_heads per layer) of the model a head-rankings csv was made for."""
+    frame = read_rankings(path)
+    return int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1
