@@ -35,8 +35,11 @@ dvc.yaml: setup
 verify: setup
 	$(BIN)/python -m scalelens.verify $(if $(EXP),--exp $(EXP),--ref $(or $(REF),HEAD))
 
+# two pytest-xdist workers (TEST_JOBS=1 for one): the pipeline-level tests spend most of their time
+# in single-threaded stage processes, so the other core runs the rest meanwhile
+TEST_JOBS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -10,6 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # helpers such as phiid_reference
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one torch thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -36,11 +38,64 @@ def mlflow_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def ladder_repo(tmp_path_factory):
-    """The tiny pipeline, every stage, run once per session with `dvc repro` (minutes): an
-    offline hub id and a local checkpoint folder. (root, model keys). Tests that change it
-    work on a clone."""
-    from tiny_pipeline import build_ladder_repo
+def _shared_once(tmp_path_factory, worker_id: str, name: str, make) -> dict:
+    """`make()` (a json-able dict) once per test session, whatever the number of pytest-xdist
+    workers: the first worker to ask makes it under a file lock in the folder all workers share,
+    the others wait and read it. A failure is recorded, so the others fail at once with it."""
+    import json
 
-    return build_ladder_repo(tmp_path_factory.mktemp("ladder"))
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    marker = shared / f"{name}.json"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not marker.exists():
+            try:
+                value = {"ok": make(shared)}
+            except BaseException as e:  # noqa: BLE001 - recorded for the other workers, re-raised
+                marker.write_text(json.dumps({"error": f"{type(e).__name__}: {e}"[-4000:]}))
+                raise
+            marker.write_text(json.dumps(value))
+        got = json.loads(marker.read_text())
+    if "error" in got:
+        pytest.fail(f"{name} failed in another worker: {got['error']}")
+    return got["ok"]
+
+
+@pytest.fixture(scope="session")
+def worker_id(request) -> str:
+    """pytest-xdist's worker name ("gw0", ...), "master" without workers (xdist's own fixture
+    when the plugin is active takes precedence)."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+@pytest.fixture(scope="session")
+def ladder_prepared(tmp_path_factory, worker_id):
+    """The tiny-ladder repository committed and ready for `dvc repro` (an offline hub id and a
+    local checkpoint folder), before its run: (root, model keys, commit)."""
+    from tiny_pipeline import prepare_ladder_repo, run
+
+    def make(shared):
+        root, models = prepare_ladder_repo(shared / "ladder")
+        commit = run(["git", "rev-parse", "HEAD"], root).stdout.strip()
+        return [str(root), models, commit]
+
+    root, models, commit = _shared_once(tmp_path_factory, worker_id, "ladder-prepared", make)
+    return Path(root), models, commit
+
+
+@pytest.fixture(scope="session")
+def ladder_repo(ladder_prepared, tmp_path_factory, worker_id):
+    """The tiny pipeline, every stage, run once per session with `dvc repro` (minutes), results
+    committed: (root, model keys). Tests that change it work on a clone."""
+    from tiny_pipeline import run_ladder_repo
+
+    root, models, _ = ladder_prepared
+
+    def make(shared):
+        run_ladder_repo(root)
+        return True
+
+    _shared_once(tmp_path_factory, worker_id, "ladder-run", make)
+    return root, models

@@ -13,6 +13,8 @@ from tiny_pipeline import HUB_ID, dvc
 from scalelens.paths import LadderPaths, model_paths
 from scalelens.pipeline import STAGES
 
+pytestmark = pytest.mark.xdist_group("ladder")  # one worker: tests share its fixtures
+
 
 @pytest.fixture()
 def repo(ladder_repo):

@@ -15,6 +15,8 @@ import pytest
 from browser import dump_dom
 from tiny_pipeline import clone, dvc
 
+pytestmark = pytest.mark.xdist_group("ladder")  # one worker: tests share its fixtures
+
 EXPERIMENTS = {"sigma-low": 0.05, "sigma-high": 0.3}
 
 

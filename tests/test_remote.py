@@ -13,6 +13,8 @@ from tiny_pipeline import HUB_ID, clone, dvc, run
 
 from scalelens.paths import model_paths
 
+pytestmark = pytest.mark.xdist_group("ladder")  # one worker: tests share its fixtures
+
 
 def _outs(lock: dict) -> dict[str, str]:
     """{path: md5} of every out in a dvc.lock."""

@@ -4,11 +4,14 @@ every verdict of every metrics file is on the page, with the run ids and the par
 import json
 import re
 
+import pytest
 from browser import dump_dom
 
 from scalelens.params import load_params, params_sha256
 from scalelens.paths import ReportPaths
 from scalelens.report import find_verdicts, stage_entries
+
+pytestmark = pytest.mark.xdist_group("ladder")  # one worker: tests share its fixtures
 
 
 def test_the_report_page_holds_every_verdict_and_every_image_loads(ladder_repo, monkeypatch):

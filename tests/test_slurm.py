@@ -44,6 +44,8 @@ from scalelens.slurm.cluster import job_states, overall, read_manifest, wait
 from scalelens.slurm.graph import downstream_closure, select
 from scalelens.slurm.plan import plan_jobs, render_script
 
+pytestmark = pytest.mark.xdist_group("slurm")  # one worker: tests share its fixtures
+
 MODEL = "tiny:gemma3_text"  # 3 layers x 4 heads: the smallest tiny model rank can place in thirds
 SLUG = "tiny-gemma3_text"
 MP = model_paths(MODEL)

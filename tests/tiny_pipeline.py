@@ -95,10 +95,11 @@ HUB_ID = "google/gemma-3-4b-tiny"  # a tiny Gemma 3 multimodal wrapper, as gemma
 LOCAL_NAME = "qwen3-shaped"  # a tiny Qwen3-4B-shaped model in a local checkpoint folder
 
 
-def build_ladder_repo(base: Path) -> tuple[Path, list[str]]:
-    """The tiny pipeline run once with `dvc repro` on a cluster user's two kinds of key: a hub
-    id loaded offline from an hf-download-shaped cache and a local checkpoint folder. Returns
-    the repository and its model keys. Its .tiny-env.json makes every later command offline."""
+def prepare_ladder_repo(base: Path) -> tuple[Path, list[str]]:
+    """A cluster user's two kinds of key, ready for `dvc repro`: a hub id loaded offline from an
+    hf-download-shaped cache and a local checkpoint folder, in a committed tiny-params repository
+    (nothing run yet). Returns the repository and its model keys. Its .tiny-env.json makes every
+    later command offline."""
     import json
 
     from hub_cache import save_as_hub_download
@@ -116,9 +117,21 @@ def build_ladder_repo(base: Path) -> tuple[Path, list[str]]:
     (root / ".tiny-env.json").write_text(json.dumps({"HF_HOME": str(hf), "HF_HUB_OFFLINE": "1"}))
     with open(root / ".git" / "info" / "exclude", "a") as f:
         f.write("/.tiny-env.json\n")
+    return root, models
+
+
+def run_ladder_repo(root: Path) -> None:
+    """`dvc repro` of every stage, then the results committed (dvc.lock, the git-tracked metrics
+    and DVC's .gitignores)."""
     dvc(root, "repro")
-    run(["git", "add", "-A"], root)  # dvc.lock, the metrics (git-tracked) and DVC's .gitignores
+    run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "results of the tiny pipeline"], root)
+
+
+def build_ladder_repo(base: Path) -> tuple[Path, list[str]]:
+    """The tiny pipeline prepared and run once with `dvc repro`."""
+    root, models = prepare_ladder_repo(base)
+    run_ladder_repo(root)
     return root, models
 
 
