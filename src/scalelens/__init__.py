@@ -1,0 +1,1 @@
+"""scalelens: a reproducibility-locked pipeline for cross-scale experiments on transformer internals."""

@@ -1,0 +1,1 @@
+"""Figures of every study (matplotlib, Agg backend); one module per study."""
