@@ -1,1 +1,2 @@
-"""scalelens: a reproducibility-locked pipeline for cross-scale experiments on transformer internals."""
+"""scalelens: a reproducibility-locked pipeline for cross-scale experiments on the internals of
+transformer language models."""

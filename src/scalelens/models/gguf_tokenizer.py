@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scalelens.errors import ScalelensError
+from scalelens.models.gguf_header import read_metadata
 
 # GGUF token types (llama.cpp's llama_token_type), the same numbers as SentencePiece's piece types
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -54,54 +55,33 @@ class SentencePieceVocab:
             raise GGUFTokenizerError("GGUF tokenizer arrays have different lengths")
 
 
-def _field(reader, key: str, default=None):
-    f = reader.fields.get(key)
-    if f is None:
-        return default
-    value = f.parts[f.data[0]]
-    if f.types and f.types[0].name == "STRING":
-        return bytes(value).decode("utf-8")
-    return value[0].item()
-
-
-def _array(reader, key: str) -> list:
-    f = reader.fields[key]
-    if f.types[-1].name == "STRING":
-        return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
-    return [f.parts[i][0].item() for i in f.data]
-
-
 def tokenizer_model(gguf_file: str | Path) -> str:
     """`tokenizer.ggml.model` of a GGUF file: "llama" (SentencePiece), "gpt2" (BPE), ..."""
-    from gguf import GGUFReader
-
-    return str(_field(GGUFReader(str(gguf_file)), "tokenizer.ggml.model", ""))
+    return str(read_metadata(gguf_file).get("tokenizer.ggml.model", ""))
 
 
 def read_sentencepiece_vocab(gguf_file: str | Path) -> SentencePieceVocab:
-    from gguf import GGUFReader
-
-    reader = GGUFReader(str(gguf_file))
-    kind = _field(reader, "tokenizer.ggml.model")
+    meta = read_metadata(gguf_file)
+    kind = meta.get("tokenizer.ggml.model")
     if kind != "llama":
         raise GGUFTokenizerError(f"{gguf_file}: tokenizer.ggml.model is {kind!r}, not a "
                                  f"SentencePiece ('llama') vocabulary")
-    if "tokenizer.ggml.merges" in reader.fields:
+    if "tokenizer.ggml.merges" in meta:
         raise GGUFTokenizerError(f"{gguf_file}: the vocabulary carries BPE merges; use "
                                  f"transformers' GGUF tokenizer for it")
-    pad = _field(reader, "tokenizer.ggml.padding_token_id")
+    pad = meta.get("tokenizer.ggml.padding_token_id")
     return SentencePieceVocab(
-        pieces=tuple(_array(reader, "tokenizer.ggml.tokens")),
-        scores=tuple(float(s) for s in _array(reader, "tokenizer.ggml.scores")),
-        types=tuple(int(t) for t in _array(reader, "tokenizer.ggml.token_type")),
-        bos_id=int(_field(reader, "tokenizer.ggml.bos_token_id")),
-        eos_id=int(_field(reader, "tokenizer.ggml.eos_token_id")),
-        unk_id=int(_field(reader, "tokenizer.ggml.unknown_token_id")),
+        pieces=tuple(meta["tokenizer.ggml.tokens"]),
+        scores=tuple(float(s) for s in meta["tokenizer.ggml.scores"]),
+        types=tuple(int(t) for t in meta["tokenizer.ggml.token_type"]),
+        bos_id=int(meta["tokenizer.ggml.bos_token_id"]),
+        eos_id=int(meta["tokenizer.ggml.eos_token_id"]),
+        unk_id=int(meta["tokenizer.ggml.unknown_token_id"]),
         pad_id=None if pad is None else int(pad),
-        add_bos=bool(_field(reader, "tokenizer.ggml.add_bos_token", True)),
-        add_eos=bool(_field(reader, "tokenizer.ggml.add_eos_token", False)),
-        add_space_prefix=bool(_field(reader, "tokenizer.ggml.add_space_prefix", False)),
-        chat_template=_field(reader, "tokenizer.chat_template"),
+        add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", True)),
+        add_eos=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
+        add_space_prefix=bool(meta.get("tokenizer.ggml.add_space_prefix", False)),
+        chat_template=meta.get("tokenizer.chat_template"),
     )
 
 

@@ -85,11 +85,13 @@ def gguf_path(spec: ModelSpec) -> Path:
         target = target_dir / gguf.file_name
     lock_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(lock_dir / f"{gguf.file_name}.lock")):
-        if len(parts) > 1 and not (target.is_file() and sha256_file(target) == gguf.sha256):
+        if len(parts) == 1:
+            verify_sha256(target, gguf.sha256, f"GGUF of {spec.key}")
+        elif not (target.is_file() and sha256_file(target) == gguf.sha256):  # one hash if good
             if target.is_file():
                 log.warning("%s does not match its sha256; assembling it again", target)
             _assemble(parts, target)
-        verify_sha256(target, gguf.sha256, f"GGUF of {spec.key}")
+            verify_sha256(target, gguf.sha256, f"GGUF of {spec.key}")
     return target
 
 
