@@ -71,9 +71,10 @@ def pairs_dataset() -> dict:
 
 def tiny_params(folder: Path, shards: int = 2) -> Path:
     """params.yaml of the repository, for one tiny model and small sizes (as the stage tests),
-    with the statement pairs it names beside it."""
+    with the statement pairs and the graph-set folder it names beside it."""
     pairs = folder / "data/statements/tiny_pairs.json"
     pairs.parent.mkdir(parents=True, exist_ok=True)
+    (folder / "data/graphs").mkdir(exist_ok=True)  # motifs.graphs_dir (no imported set)
     pairs.write_text(json.dumps(pairs_dataset()))
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["models"] = [MODEL]
