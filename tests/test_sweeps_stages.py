@@ -5,12 +5,11 @@ errors, exit status 2, declared outputs removed on failure); one test runs a sta
 to check the command line itself.
 """
 
+import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,16 +53,6 @@ def write_params(folder: Path, name: str = "params.yaml", models=MODELS, **secti
     return path
 
 
-@contextmanager
-def inside(folder: Path):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
-
-
 def run(name: str, folder: Path, model: str | None = None, params: str = "params.yaml",
         module=None) -> int:
     """Run stage `name` as its command line would, in `folder`; the exit status."""
@@ -72,7 +61,7 @@ def run(name: str, folder: Path, model: str | None = None, params: str = "params
     old_argv = sys.argv
     sys.argv = argv
     try:
-        with inside(folder):
+        with contextlib.chdir(folder):
             module.run_stage(name, module.main, per_model=model is not None)
         return 0
     except SystemExit as e:

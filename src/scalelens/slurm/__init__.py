@@ -15,8 +15,7 @@ See docs/slurm.md.
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,16 +42,6 @@ __all__ = ["ClusterConfig", "Job", "Resources", "Stage", "Submission", "plan", "
 
 TEMPLATE = "slurm/job.sbatch.in"
 DEFAULT_CONFIG = "slurm/cluster.yaml"
-
-
-@contextmanager
-def _inside(folder: Path):
-    old = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 @dataclass
@@ -95,7 +84,7 @@ def plan(repo: str | Path = ".", params: str | Path | None = None,
     is_default = params_path == (repo / "params.yaml").resolve()
     config = config or ClusterConfig()
     python = which_python(python or config.python)
-    with _inside(repo):
+    with contextlib.chdir(repo):
         p = load_params(params_path)
         stages = build_dvc_yaml(p)["stages"]
         if is_default and (repo / "dvc.yaml").read_text(encoding="utf-8") != render(p):
