@@ -3,25 +3,25 @@
 Ins: results/phiid/<model>_head_rankings.csv for every model in params.yaml (stage rank); each
 profile is recomputed from the csv's normalised scores (scalelens.ranking), so it is the rank
 stage's profile. Outs: results/compare_profiles/fig2c_layer_profiles.png and the metrics json
-results/compare_profiles/layer_profiles.json (per model: peak depth, thirds means, verdict).
+results/compare_profiles/layer_profiles.json (per model: family, peak depth, thirds means,
+verdict); the figure colours each model by its family.
 """
-
-import pandas as pd
 
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json
 from scalelens.params import as_flat_dict
 from scalelens.paths import LadderPaths, model_paths, model_slug, require_input
 from scalelens.plots.phiid import plot_layer_profiles
-from scalelens.ranking import LayerProfile, layer_profile_from_scores
+from scalelens.ranking import LayerProfile, layer_profile_from_scores, read_rankings
 from scalelens.stage import StageContext, run_stage
+from scalelens.sweeps.verdicts import model_family
 from scalelens.tracking import stage_run
 
 
 def profile_from_csv(model: str) -> tuple[LayerProfile, dict]:
     """A model's layer profile from its rankings csv, and the csv's shape facts."""
     path = require_input(model_paths(model).rankings_csv, "rank", model)
-    frame = pd.read_csv(path)
+    frame = read_rankings(path)
     n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1
     flat = frame["layer"] * n_heads + frame["head"]
     if len(frame) != n_layers * n_heads or not (flat.to_numpy() == range(len(frame))).all():
@@ -37,7 +37,8 @@ def profile_from_csv(model: str) -> tuple[LayerProfile, dict]:
 
 
 def model_summary(profile: LayerProfile, facts: dict) -> dict:
-    return {**facts, "peak_layer": profile.peak_layer, "peak_depth": profile.peak_depth,
+    return {**facts, "family": model_family(facts["model"]).family,
+            "peak_layer": profile.peak_layer, "peak_depth": profile.peak_depth,
             "first_third_mean": profile.first_third_mean,
             "middle_third_mean": profile.middle_third_mean,
             "last_third_mean": profile.last_third_mean, "middle_margin": profile.middle_margin,
@@ -51,7 +52,7 @@ def main(ctx: StageContext) -> None:
     profiles, summaries = {}, {}
     for model in p.models:
         profiles[model], facts = profile_from_csv(model)
-        summaries[model] = model_summary(profiles[model], facts)
+        summaries[model] = model_summary(profiles[model], {"model": model, **facts})
     n_middle = sum(s["middle_more_synergistic"] for s in summaries.values())
     summary = {
         "models": summaries, "n_models": len(summaries),
@@ -61,7 +62,8 @@ def main(ctx: StageContext) -> None:
     save_json(json_path, summary)
     plot_layer_profiles(profiles, fig_path, title=(
         f"Syn-red layer profile ({p.phiid.estimator}-{p.phiid.redundancy}, tau={p.phiid.tau}): "
-        f"middle third more synergistic in {n_middle} of {len(summaries)} models"))
+        f"middle third more synergistic in {n_middle} of {len(summaries)} models"),
+        families={m: s["family"] for m, s in summaries.items()})
 
     tags = {"params_sha256": ctx.params_sha256, "seed": p.seed,
             "models": ",".join(p.models), "n_middle_more_synergistic": n_middle,

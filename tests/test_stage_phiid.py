@@ -121,6 +121,7 @@ def test_metrics_jsons_agree_with_the_saved_outputs(workdir):
     assert compare["n_models"] == 1
     assert compare["models"][MODEL]["peak_depth"] == profile.peak_depth
     assert compare["models"][MODEL]["middle_more_synergistic"] is profile.middle_more_synergistic
+    assert compare["models"][MODEL]["family"] == "unknown"  # a tiny model: no config to read
 
 
 def test_figures_and_mlflow_runs(workdir):

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
-from scalelens.plots._common import save_figure
+from scalelens.plots._common import family_colors, save_figure
 from scalelens.ranking import HeadRanking, LayerProfile
 
 _LINE_COLORS = plt.get_cmap("tab10").colors
@@ -134,25 +134,30 @@ def plot_syn_red_grid(ranking: HeadRanking, path: str | Path, *, title: str | No
 
 
 def plot_layer_profiles(
-    profiles: Mapping[str, LayerProfile], path: str | Path, *, title: str | None = None
+    profiles: Mapping[str, LayerProfile], path: str | Path, *, title: str | None = None,
+    families: Mapping[str, str] | None = None,
 ) -> Path:
     """Figure 2c: mean syn-red score per layer against normalised depth, one line per model.
 
-    The peak of each profile is starred; the shaded band is the middle third of depth.
+    The peak of each profile is starred; the shaded band is the middle third of depth. With
+    `families` (model -> family) a line takes its family's colour (a marker per model) and its
+    label names the family, so sizes of one family read as one hue.
     """
     if not profiles:
         raise ValueError("plot_layer_profiles needs at least one model profile")
     fig, ax = plt.subplots(figsize=(8.5, 5.6 + 0.15 * len(profiles)), layout="constrained")
     ax.axvspan(1 / 3, 2 / 3, color="#f2f2f2", zorder=0, label="middle third of depth")
     ax.axhline(0.0, color="#888888", linewidth=0.8, zorder=1)
+    colors = family_colors([families[m] for m in profiles]) if families else {}
     for k, (model, profile) in enumerate(profiles.items()):
-        color = _LINE_COLORS[k % len(_LINE_COLORS)]
+        color = colors[families[model]] if families else _LINE_COLORS[k % len(_LINE_COLORS)]
+        family = f" [{families[model]}]" if families else ""
         verdict = "middle > outer" if profile.middle_more_synergistic else "middle not > outer"
         ax.plot(
             profile.depth, profile.mean_score, color=color, marker=_MARKERS[k % len(_MARKERS)],
             markersize=4, linewidth=1.6, zorder=3,
-            label=f"{model} ({len(profile.layers)} layers; peak {profile.peak_depth:.2f}; "
-            f"{verdict})",
+            label=f"{model}{family} ({len(profile.layers)} layers; peak "
+            f"{profile.peak_depth:.2f}; {verdict})",
         )  # fmt: skip
         ax.plot(
             profile.peak_depth, profile.mean_score[profile.peak_layer], marker="*",
