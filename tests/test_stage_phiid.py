@@ -10,6 +10,7 @@ sharded path) reproduce the unsharded result.
 import argparse
 import json
 import shutil
+import signal
 
 import numpy as np
 import pandas as pd
@@ -64,7 +65,9 @@ def workdir(tmp_path_factory):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
         for name in ("extract", "phiid", "rank"):
             _run(name, params)
+        before = signal.getsignal(signal.SIGTERM)
         _run("compare_profiles", params, model=None)
+        assert signal.getsignal(signal.SIGTERM) is before  # run_stage gives the handler back
         yield work
 
 

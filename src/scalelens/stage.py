@@ -171,7 +171,15 @@ def run_stage(name: str, main: Callable[[StageContext], None], per_model: bool =
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        _run(name, main, args, model_keys, keys_name)
+    finally:  # an in-process caller (a test, a notebook) gets its own handler back
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(name: str, main: Callable[[StageContext], None], args: argparse.Namespace,
+         model_keys: Callable[[Params], list[str]] | None, keys_name: str) -> None:
     ctx = None
     span = None
     try:
