@@ -96,6 +96,34 @@ def test_an_intact_cache_is_verified_and_not_rebuilt(fake_packaged):
         (cache / "model.safetensors").read_bytes()).hexdigest()
 
 
+def test_a_verified_cache_is_not_hashed_again_until_a_file_changes(fake_packaged, monkeypatch):
+    spec, builds, source, cache = fake_packaged
+    load_model(spec.key)  # builds, hashes, stamps
+    stamp = json.loads((cache / L.VERIFIED).read_text())
+    assert set(stamp) == set(json.loads((cache / L.MANIFEST).read_text()))
+    hashed = []
+    real = L._file_sha256
+    monkeypatch.setattr(L, "_file_sha256", lambda p: hashed.append(p.name) or real(p))
+    assert L.verify_cache(cache) is None and hashed == []  # the stamp matches: no hashing
+    assert L.verify_cache(cache, full=True) is None and "model.safetensors" in hashed
+    monkeypatch.setenv("SCALELENS_VERIFY", "full")
+    hashed.clear()
+    assert L.verify_cache(cache) is None and "model.safetensors" in hashed
+    monkeypatch.delenv("SCALELENS_VERIFY")
+    # damage that keeps size and mtime still changes ctime: the stamp no longer matches
+    weights = cache / "model.safetensors"
+    st = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    hashed.clear()
+    assert "does not match its sha256" in L.verify_cache(cache)
+    assert "model.safetensors" in hashed and not (cache / L.VERIFIED).exists()
+    load_model(spec.key)
+    assert len(builds) == 2
+
+
 # -- the GGUF ----------------------------------------------------------------------------------
 
 

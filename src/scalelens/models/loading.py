@@ -179,6 +179,12 @@ def dequant_dir(sha256: str) -> Path:
 
 
 MANIFEST = "MANIFEST.json"  # every file of a de-quantised cache with its size and sha256
+# The stat of every file when its sha256 last matched the manifest. Any write to a file (or a
+# utime, or a replacement) changes its ctime, so a stamp that still matches means the bytes
+# hashed then are the bytes there now; later loads skip the multi-second re-hash (24 s for the
+# 1.5B model's 7 GB). SCALELENS_VERIFY=full re-hashes every load.
+VERIFIED = "VERIFIED.json"
+CACHE_META = (MANIFEST, VERIFIED)
 
 
 def _load_packaged(spec: ModelSpec, dtype: torch.dtype, attn: str):
@@ -215,17 +221,39 @@ def write_manifest(folder: Path) -> dict[str, dict]:
     import json
 
     files = {p.name: {"size": p.stat().st_size, "sha256": _file_sha256(p)}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name not in CACHE_META}
     (folder / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True) + "\n")
+    (folder / VERIFIED).unlink(missing_ok=True)
     return files
 
 
-def verify_cache(folder: Path) -> str | None:
+def _stat_stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _stamp_matches(folder: Path, names) -> bool:
+    import json
+
+    try:
+        stamp = json.loads((folder / VERIFIED).read_text(encoding="utf-8"))
+        return set(stamp) == set(names) and all(stamp[n] == _stat_stamp(folder / n)
+                                                for n in names)
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def verify_cache(folder: Path, full: bool | None = None) -> str | None:
     """None when every file the manifest lists is there with its size and sha256 (and no file
-    is missing from it); else what is wrong, in words."""
+    is missing from it); else what is wrong, in words.
+
+    The sha256s are computed when no stamp (VERIFIED.json) records the files' stat as of their
+    last successful check, or when `full` (default: SCALELENS_VERIFY=full) asks for it."""
     import json
     import time
 
+    if full is None:
+        full = os.environ.get("SCALELENS_VERIFY", "") == "full"
     if not (folder / "COMPLETE").is_file():
         return "no cache yet" if not folder.exists() else "the cache is incomplete"
     try:
@@ -233,15 +261,23 @@ def verify_cache(folder: Path) -> str | None:
     except (OSError, ValueError):
         return f"its {MANIFEST} is missing or unreadable"
     t0 = time.perf_counter()
-    present = {p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST}
+    present = {p.name for p in folder.iterdir() if p.is_file() and p.name not in CACHE_META}
     if present != set(files):
         return f"files differ from the manifest ({sorted(present ^ set(files))})"
     for name, want in files.items():
-        path = folder / name
-        if path.stat().st_size != want["size"]:
-            return f"{name} has {path.stat().st_size} bytes, the manifest says {want['size']}"
-        if _file_sha256(path) != want["sha256"]:
+        size = (folder / name).stat().st_size
+        if size != want["size"]:
+            return f"{name} has {size} bytes, the manifest says {want['size']}"
+    if not full and _stamp_matches(folder, files):
+        log.info("%s: unchanged since its files were verified by sha256 (stat stamp; "
+                 "SCALELENS_VERIFY=full re-hashes)", folder.name)
+        return None
+    for name, want in files.items():
+        if _file_sha256(folder / name) != want["sha256"]:
+            (folder / VERIFIED).unlink(missing_ok=True)
             return f"{name} does not match its sha256 in the manifest (damaged)"
+    stamp = {name: _stat_stamp(folder / name) for name in sorted(files)}
+    (folder / VERIFIED).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
     log.info("%s: %d files verified by sha256 in %.2f s", folder.name, len(files),
              time.perf_counter() - t0)
     return None
