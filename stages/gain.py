@@ -7,10 +7,11 @@ results/sweeps/gain/<model>.npz (last-token norms of every hidden state [prompt,
 of every hooked block output [prompt, n_layers]) and the metrics json
 results/sweeps/gain/<model>_metrics.json.
 
-One forward pass per prompt (no padding, no cache): transformers' hidden states and, from forward
-hooks, every block's output before the final norm. hidden_states[-1] carries the final norm, so
-the seed's G_seed = |h[-2]| / |h[-3]| is the second-to-last block's gain; G_last uses the hooked
-output of the last block.
+Prompts of similar length share a right-padded forward pass (gain.batch_size; 1 = the seed's
+one pass per prompt, which the batched pass equals up to float rounding), no cache: transformers'
+hidden states and, from forward hooks, every block's output before the final norm.
+hidden_states[-1] carries the final norm, so the seed's G_seed = |h[-2]| / |h[-3]| is the
+second-to-last block's gain; G_last uses the hooked output of the last block.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scalelens import capture
+from scalelens.errors import ScalelensError
 from scalelens.io import save_json, save_npz
 from scalelens.models.loading import LoadedModel
 from scalelens.params import as_flat_dict
@@ -29,15 +31,30 @@ from scalelens.sweeps.verdicts import identify_loaded_model
 from scalelens.tracking import stage_run
 
 
-def last_token_norms(lm: LoadedModel, texts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """L2 norms at the last token: hidden states [P, n_layers + 1], block outputs [P, n_layers]."""
-    hidden, blocks, n_tokens = [], [], []
-    for text in tqdm(texts, desc=f"gain {lm.key}", unit="prompt", leave=False):
-        fs = capture.forward_states(lm, text)
-        hidden.append(np.linalg.norm(fs.hidden_states[:, -1, :].astype(np.float64), axis=-1))
-        blocks.append(np.linalg.norm(fs.block_outputs[:, -1, :].astype(np.float64), axis=-1))
-        n_tokens.append(fs.input_ids.size)
-    return np.stack(hidden), np.stack(blocks), np.array(n_tokens, dtype=np.int64)
+def last_token_norms(lm: LoadedModel, texts, batch_size: int = 1
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """L2 norms at the last token: hidden states [P, n_layers + 1], block outputs [P, n_layers].
+
+    Prompts of similar length run together, right-padded (`capture.forward_states_batch`: each
+    prompt's states are those of its pass alone up to float rounding); batch_size 1 is the seed's
+    one pass per prompt."""
+    if batch_size < 1:
+        raise ScalelensError(f"gain.batch_size must be >= 1, got {batch_size}")
+    texts = list(texts)
+    lengths = [len(lm.tokenizer(t)["input_ids"]) for t in texts]
+    order = np.argsort(-np.array(lengths), kind="stable")
+    hidden, blocks = [None] * len(texts), [None] * len(texts)
+    n_tokens = np.zeros(len(texts), dtype=np.int64)
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"gain {lm.key}", unit="batch",
+                      leave=False):
+        idx = order[start:start + batch_size]
+        states = (capture.forward_states_batch(lm, [texts[i] for i in idx]) if len(idx) > 1
+                  else [capture.forward_states(lm, texts[idx[0]])])
+        for i, fs in zip(idx, states):
+            hidden[i] = np.linalg.norm(fs.hidden_states[:, -1, :].astype(np.float64), axis=-1)
+            blocks[i] = np.linalg.norm(fs.block_outputs[:, -1, :].astype(np.float64), axis=-1)
+            n_tokens[i] = fs.input_ids.size
+    return np.stack(hidden), np.stack(blocks), n_tokens
 
 
 def main(ctx: StageContext) -> None:
@@ -49,7 +66,7 @@ def main(ctx: StageContext) -> None:
     metrics_path = ctx.out(ctx.paths.sweep_metrics("gain"))
 
     lm, device, dtype = ctx.load_model(cuda_dtype=g.cuda_dtype)
-    hidden, blocks, n_tokens = last_token_norms(lm, prompts.texts)
+    hidden, blocks, n_tokens = last_token_norms(lm, prompts.texts, g.batch_size)
     cfg = getattr(lm.model.config, "text_config", None) or lm.model.config
     result = gain.residual_gain_study(hidden, blocks, lm.geometry.n_heads, cfg.hidden_size,
                                       model=ctx.model, n_boot=g.n_boot, seed=g.boot_seed)

@@ -173,6 +173,22 @@ def test_si_stage_measures_each_prompt_alone(tiny):
             attention_patterns(lm, t, 8)), atol=1e-12)
 
 
+@pytest.mark.parametrize("arch", ["qwen3", "gemma3", "gpt2"])
+def test_gain_stage_batches_equal_one_pass_per_prompt(tiny, arch):
+    lm = tiny(arch)
+    texts = TEXTS + ["x y", "a fifth prompt, the longest of them all by some way"]
+    norms = stage_module("gain").last_token_norms
+    hidden1, blocks1, n1 = norms(lm, texts, 1)
+    for batch_size in (2, 8):
+        hidden, blocks, n = norms(lm, texts, batch_size)
+        assert n.tolist() == n1.tolist() == [len(lm.tokenizer(t)["input_ids"]) for t in texts]
+        np.testing.assert_allclose(hidden, hidden1, rtol=1e-5)
+        np.testing.assert_allclose(blocks, blocks1, rtol=1e-5)
+    fs = forward_states(lm, texts[1])  # row 1 is prompt 1's own last token, whatever the order
+    np.testing.assert_allclose(hidden1[1], np.linalg.norm(
+        fs.hidden_states[:, -1].astype(np.float64), axis=-1), rtol=1e-12)
+
+
 def no_bos_tokenizer(keep_bos_token: bool):
     """Byte tokenizer not prepending BOS; with keep_bos_token it still defines one (Pythia)."""
     tok = byte_tokenizer()

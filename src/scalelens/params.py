@@ -39,7 +39,7 @@ class ExtractParams:
     prompt_set: str = "cognitive_tasks"  # a key of `prompts`
     max_new_tokens: int = 64
     min_new_tokens: int = 64  # = max_new_tokens: every series has the full length
-    batch_size: int = 16
+    batch_size: int = 64
     chat_template: bool = False  # the seeds apply none; instruct models may still be asked to
 
 
@@ -84,6 +84,7 @@ class GainParams:
     n_perm: int = 10000
     boot_seed: int = 0
     rho_threshold: float = 0.2
+    batch_size: int = 8  # prompts per right-padded forward pass, similar lengths together (speed)
     # on CUDA: the seed's float16 (bf16's 8-bit mantissa can flip G < 1 near 1.0); "" = dtype.cuda
     cuda_dtype: str = "float16"
 
@@ -104,7 +105,7 @@ class UniformityParams:
 @dataclass(frozen=True)
 class AblationParams:
     prompt_set: str = "cognitive_tasks"  # a key of `prompts` (the synergy study's set)
-    n_prompts: int = 16  # prompts taken round-robin over categories; 0 = all
+    n_prompts: int = 8  # prompts taken round-robin over categories; 0 = all
     step_size: int = 0  # heads removed between KL points; 0 = ceil(n_heads / n_points)
     n_points: int = 10  # KL points per curve when step_size is 0
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one random order each

@@ -160,6 +160,7 @@ RULES: dict[str, Check] = {
     "uniformity.n_boot": N_BOOT,
     "uniformity.boot_seed": SEED,
     "uniformity.peak_std_threshold_pct": at_least(0, open_=True),
+    "gain.batch_size": POSITIVE_INT,
     "uniformity.batch_size": POSITIVE_INT,
     "uniformity.skip_first": one_of("bos", "always"),
     "uniformity.cuda_dtype": one_of("", *DTYPES),
