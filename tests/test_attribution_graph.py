@@ -68,14 +68,18 @@ def test_faithfulness_bounds_and_embeddings_only_model(arch):
     target_ids = torch.topk(full[0], 3).indices.numpy()
     probs = np.array([0.5, 0.3, 0.2])
     shape = (parts.n_layers, ids.numel(), parts.n_units)
-    everything = measure_faithfulness(lm.model, parts, ids, np.ones(shape, bool), full[0],
-                                      target_ids, probs, None, seed=0)
+    everything, intact, units = measure_faithfulness(lm.model, parts, ids, np.ones(shape, bool),
+                                                     target_ids, probs, None, seed=0)
+    # the intact row is the real model (a batched run rounds a little differently from one run)
+    full1, acts1 = real_forward(lm.model, parts, ids)
+    np.testing.assert_allclose(intact.numpy(), full1[0].numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(units.numpy(), acts1[0].numpy(), rtol=0, atol=1e-10)
     # (batched runs round a little differently from the single full run)
     np.testing.assert_allclose(everything.per_target, np.ones(3), rtol=0, atol=1e-10)
     assert everything.graph == pytest.approx(1.0, abs=1e-10)
     assert everything.random == pytest.approx(1.0, abs=1e-10)  # same counts: every unit again
-    nothing = measure_faithfulness(lm.model, parts, ids, np.zeros(shape, bool), full[0],
-                                   target_ids, probs, None, seed=0)
+    nothing, _, _ = measure_faithfulness(lm.model, parts, ids, np.zeros(shape, bool), target_ids,
+                                         probs, None, seed=0)
     np.testing.assert_array_equal(nothing.per_target, np.zeros(3))  # z_graph is z_none
     embeddings_only = mlp_outputs_replaced(lm, lambda layer: torch.zeros(parts.n_units))
     np.testing.assert_allclose(nothing.z_none, embeddings_only[target_ids].numpy(), atol=1e-12)

@@ -2,16 +2,16 @@
 
 Steps (passes over the model in brackets):
 
-1. real forward [1]: real logits and unit activations; the targets are the top next-token
-   logits at the last position (``select_logit_targets``);
-2. frozen record pass [1] and the zero-leaf replay [1] that gives every target's bias
-   (``scalelens.attribution.frozen``);
-3. rows [one batched backward per `batch_size` rows]: logit rows, then unit rows chosen by
+1. frozen record pass [1], numerically the real forward pass: the targets are the top
+   next-token logits at the last position (``select_logit_targets``); and the zero-leaf replay
+   [1] that gives every target's bias (``scalelens.attribution.frozen``);
+2. rows [one batched backward per `batch_size` rows]: logit rows, then unit rows chosen by
    influence (``scalelens.attribution.expansion``); completeness of every row on its full sum;
-4. the graph among expanded units, embeddings and logits, pruned
+3. the graph among expanded units, embeddings and logits, pruned
    (``scalelens.attribution.pruning``);
-5. faithfulness on the real model [1 batched forward of 3 runs]
-   (``scalelens.attribution.faithfulness``).
+4. faithfulness on the real model [1 batched forward of 4 runs: intact, nothing kept, the
+   graph's units kept, a random set kept] (``scalelens.attribution.faithfulness``); the intact
+   run's logits and unit activations check the frozen pass (frozen_vs_real_max_abs).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from scalelens.attribution.architecture import ModelParts, model_parts
 from scalelens.attribution.expansion import LOGIT_ROW, RowStore, expand
 from scalelens.attribution.faithfulness import measure_faithfulness
-from scalelens.attribution.frozen import FrozenModel, FrozenPass, ReplayValues, real_forward
+from scalelens.attribution.frozen import FrozenModel, FrozenPass, ReplayValues
 from scalelens.attribution.pruning import prune_graph
 from scalelens.attribution.result import (
     EMBEDDING,
@@ -196,18 +196,17 @@ def attribute_prompt(lm: LoadedModel, text: str, settings: AttributionSettings |
     n_pos, n_layers, n_units = ids.numel(), parts.n_layers, parts.n_units
     token_ids = ids.cpu().numpy().astype(np.int64)
 
-    real_logits, real_acts = real_forward(model, parts, ids)
-    logit_ids, probs = select_logit_targets(real_logits[0], settings.max_logits,
-                                            settings.logit_prob)
     with FrozenModel(model, parts, ids) as fz:
-        fp = fz.record()
+        fp = fz.record()  # equal to the real forward pass (checked against it below)
+        frozen_logits = fp.logits.detach()
+        frozen_units = fp.unit_values.detach()
+        logit_ids, probs = select_logit_targets(frozen_logits, settings.max_logits,
+                                                settings.logit_prob)
         bias = fz.replay()
         t_rows = time.perf_counter()
         computer = RowComputer(fp, parts, settings.row_top_k)
         store, expanded = _all_rows(computer, logit_ids, probs, settings)
         t_prune = time.perf_counter()
-    frozen_gap = max(float((fp.logits - real_logits[0]).abs().max()),
-                     float((fp.unit_values - real_acts[0]).abs().max()))
     rel_error, is_logit = _completeness(store, fp, bias, logit_ids, n_pos, n_units,
                                         settings.completeness_floor)
     if not rel_error.max() <= settings.max_completeness_error:
@@ -227,8 +226,10 @@ def attribute_prompt(lm: LoadedModel, text: str, settings: AttributionSettings |
     keep = np.zeros((n_layers, n_pos, n_units), dtype=bool)
     kept_units = pruned.node_mask & (kind == UNIT)
     keep[node_layer[kept_units], node_pos[kept_units], node_index[kept_units]] = True
-    faith = measure_faithfulness(model, parts, ids, keep, real_logits[0], logit_ids, probs,
-                                 fill, settings.random_seed)
+    faith, real_logits, real_units = measure_faithfulness(model, parts, ids, keep, logit_ids,
+                                                         probs, fill, settings.random_seed)
+    frozen_gap = max(float((frozen_logits - real_logits).abs().max()),
+                     float((frozen_units - real_units).abs().max()))
     t_end = time.perf_counter()
 
     stored = store.stacked("stored_mass") / np.where(store.stacked("mass") > 0,
@@ -260,7 +261,7 @@ def attribute_prompt(lm: LoadedModel, text: str, settings: AttributionSettings |
     )
     decode = lm.tokenizer.decode
     targets = tuple(LogitTarget(int(i), decode([int(i)]), float(p),
-                                float(real_logits[0, int(i)]))
+                                float(real_logits[int(i)]))
                     for i, p in zip(logit_ids, probs))
     return AttributionResult(
         prompt=text, token_ids=tuple(int(t) for t in token_ids),

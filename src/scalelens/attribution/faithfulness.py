@@ -89,9 +89,11 @@ def random_like(keep: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def ablated_logits(model: torch.nn.Module, parts: ModelParts, input_ids: torch.Tensor,
-                   keeps: np.ndarray, fill: torch.Tensor | None) -> torch.Tensor:
-    """Last-position real logits [R, V], one run per keep mask in `keeps` [R, L, T, m].
+def ablated_forward(model: torch.nn.Module, parts: ModelParts, input_ids: torch.Tensor,
+                    keeps: np.ndarray, fill: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last-position real logits [R, V] and unit activations [R, L, T, m] (after the
+    ablation), one batched run with one row per keep mask in `keeps` [R, L, T, m].
 
     Units where the mask is False are replaced by `fill` [L, m] (zeros when None).
     """
@@ -108,25 +110,28 @@ def ablated_logits(model: torch.nn.Module, parts: ModelParts, input_ids: torch.T
         return edit
 
     hooks = {layer: make(layer) for layer in range(parts.n_layers)}
-    logits, _ = real_forward(model, parts, ids, down_pre_hooks=hooks)
-    return logits
+    return real_forward(model, parts, ids, down_pre_hooks=hooks)
 
 
 def measure_faithfulness(model: torch.nn.Module, parts: ModelParts, input_ids: torch.Tensor,
-                         keep: np.ndarray, full_logits: torch.Tensor, target_ids: np.ndarray,
-                         probabilities: np.ndarray, fill: torch.Tensor | None,
-                         seed: int) -> Faithfulness:
-    """f for the graph's units `keep` [L, T, m] and for the random baseline (one batched run)."""
-    keeps = np.stack([np.zeros_like(keep, dtype=bool), keep.astype(bool), random_like(keep, seed)])
-    logits = ablated_logits(model, parts, input_ids, keeps, fill).to("cpu", torch.float64).numpy()
+                         keep: np.ndarray, target_ids: np.ndarray, probabilities: np.ndarray,
+                         fill: torch.Tensor | None, seed: int
+                         ) -> tuple[Faithfulness, torch.Tensor, torch.Tensor]:
+    """f for the graph's units `keep` [L, T, m] and for the random baseline, in one batched run
+    beside the intact model (z_full) and the fully ablated one (z_none).
+
+    Also returns the intact row's last-position logits [V] and unit activations [L, T, m]: the
+    real model's, against which the frozen pass is checked (one forward pass fewer per graph).
+    """
+    keeps = np.stack([np.ones_like(keep, dtype=bool), np.zeros_like(keep, dtype=bool),
+                      keep.astype(bool), random_like(keep, seed)])
+    logits, acts = ablated_forward(model, parts, input_ids, keeps, fill)
+    z = logits.to("cpu", torch.float64).numpy()
     ids = np.asarray(target_ids, dtype=np.int64)
-    return Faithfulness(
-        z_full=full_logits.to("cpu", torch.float64).numpy()[ids],
-        z_none=logits[0, ids],
-        z_graph=logits[1, ids],
-        z_random=logits[2, ids],
-        probabilities=np.asarray(probabilities, dtype=np.float64),
-    )
+    faith = Faithfulness(z_full=z[0, ids], z_none=z[1, ids], z_graph=z[2, ids],
+                         z_random=z[3, ids],
+                         probabilities=np.asarray(probabilities, dtype=np.float64))
+    return faith, logits[0], acts[0]
 
 
 def unit_means(lm: LoadedModel, texts: Sequence[str]) -> np.ndarray:
