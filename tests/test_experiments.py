@@ -15,7 +15,7 @@ import pytest
 from browser import dump_dom
 from tiny_pipeline import clone, dvc
 
-pytestmark = pytest.mark.xdist_group("ladder")  # one worker: tests share its fixtures
+pytestmark = pytest.mark.xdist_group("ladder-experiments")  # its clone: beside the "ladder" group
 
 EXPERIMENTS = {"sigma-low": 0.05, "sigma-high": 0.3}
 
