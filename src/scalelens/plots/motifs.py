@@ -243,9 +243,7 @@ def ffl_across_scales(study: MotifScaleStudy):
     handles += [Line2D([], [], color=c, lw=6, label=f"family {f}") for f, c in fam.items()]
     handles.append(Line2D([], [], color="none", label="lines join sizes of one family; "
                           + ACROSS_NOTE))
-    # below the axes: inside, it covers points whatever corner is "best"
-    ax.legend(handles=handles, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16),
-              ncol=2, frameon=False)
+    ax.legend(handles=handles, fontsize=7.5, loc="best")
     ax.set_title("FFL (030T) enrichment per model", fontsize=10)
     names = ("faithfulness", "faithfulness_random", "influence_kept")
     shown = ("faithfulness", "faithfulness (random units)", "influence kept")
@@ -268,8 +266,7 @@ def ffl_across_scales(study: MotifScaleStudy):
         lab.set_color(colors[m])
     axq.set_ylabel("mean over the model's graphs")
     axq.set_title("graph quality (metadata.scalelens.quality)", fontsize=10)
-    axq.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
-               frameon=False)
+    axq.legend(fontsize=7.5)
     fig.tight_layout()
     verdicts = "; ".join(f"{n}: {study.by_null[n].questions['ffl'].verdict}"
                          for n in study.null_models)
