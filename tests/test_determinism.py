@@ -51,7 +51,8 @@ def test_two_fresh_runs_and_a_forced_rerun_give_byte_identical_outs(ladder_prepa
     assert len(outs) > 15 and outs == {p: reference[p] for p in outs}
     metrics = _metrics(root)
     assert len(metrics) > 20
-    ran = {p: data for p, data in metrics.items() if (fresh / p).exists()}
+    ran = {p: data for p, data in metrics.items()  # DVC's .gitignores list every model's outs
+           if (fresh / p).exists() and not p.endswith(".gitignore")}
     assert len(ran) > 8
     assert {p: (fresh / p).read_bytes() for p in ran} == ran
 
