@@ -61,4 +61,4 @@ def test_two_fresh_runs_and_a_forced_rerun_give_byte_identical_outs(ladder_prepa
     forced = [f"{stage}@{LOCAL_NAME}" for stage in ("extract", "attribute", "perturb")]
     assert set(forced) <= set(yaml.safe_load((fresh / "dvc.lock").read_text())["stages"])
     dvc(fresh, "repro", "-f", "-s", *forced)
-    assert _outs(fresh) == reference
+    assert _outs(fresh) == outs
