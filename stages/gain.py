@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from scalelens import capture
+from scalelens.batching import length_sorted_batches
 from scalelens.errors import ScalelensError
 from scalelens.io import save_json, save_npz
 from scalelens.models.loading import LoadedModel
@@ -42,12 +43,10 @@ def last_token_norms(lm: LoadedModel, texts, batch_size: int = 1
         raise ScalelensError(f"gain.batch_size must be >= 1, got {batch_size}")
     texts = list(texts)
     lengths = [len(lm.tokenizer(t)["input_ids"]) for t in texts]
-    order = np.argsort(-np.array(lengths), kind="stable")
     hidden, blocks = [None] * len(texts), [None] * len(texts)
     n_tokens = np.zeros(len(texts), dtype=np.int64)
-    for start in tqdm(range(0, len(texts), batch_size), desc=f"gain {lm.key}", unit="batch",
-                      leave=False):
-        idx = order[start:start + batch_size]
+    for idx in tqdm(length_sorted_batches(lengths, batch_size), desc=f"gain {lm.key}",
+                    unit="batch", leave=False):
         states = (capture.forward_states_batch(lm, [texts[i] for i in idx]) if len(idx) > 1
                   else [capture.forward_states(lm, texts[idx[0]])])
         for i, fs in zip(idx, states):
