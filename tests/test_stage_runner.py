@@ -36,6 +36,8 @@ def main(ctx):
     with stage_run("fake", ctx.model, {"p": 1}, {"t": "v"}) as run:
         run.log_metrics({"m": 1.0})
         run.log_artifact(a)
+        if ctx.args.mode == "badlog":
+            run.log_params({"p": 2})  # MLflow refuses to change a logged param
 
 
 run_stage("fake", main, add_args=lambda p: p.add_argument("--mode", default="ok"))
@@ -119,14 +121,43 @@ def test_a_failure_leaves_the_earlier_outputs_exactly_as_they_were(work, mode, c
     assert run.info.status == status
 
 
-def test_sigterm_is_handled_like_an_interrupt(work):
+def test_what_mlflow_refuses_fails_the_stage_before_its_outputs_go_in(work):
+    out = _run(work, "badlog")
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("fake: error: MLflow: ") and "p" in line
+    assert _state(work) == OLD
+    (run,) = _runs(work)
+    assert run.info.status == "FAILED"
+
+
+def _sleeping_stage(work):
     proc = subprocess.Popen([sys.executable, "stages/fake.py", "--model", "tiny:llama",
                              "--mode", "sleep"], cwd=work, env=_env(work),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 120
     while proc.stdout.readline().strip() != "sleeping":  # outputs are written aside by now
         assert time.time() < deadline and proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
+    return proc
+
+
+def test_a_stage_killed_outright_leaves_its_run_killed(work):
+    proc = _sleeping_stage(work)
+    proc.kill()  # SIGKILL: no clean-up in the stage; its tracking worker closes the run
+    proc.communicate(timeout=60)
+    deadline = time.time() + 60
+    while _runs(work)[0].info.status == "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.5)
+    assert _runs(work)[0].info.status == "KILLED"
+    # the outputs in place are the earlier ones (what was written aside stays aside)
+    assert {k: v for k, v in _state(work).items() if ".staging-" not in k} == OLD
+
+
+def test_sigterm_is_handled_like_an_interrupt(work):
+    proc = _sleeping_stage(work)
+    os.killpg(proc.pid, signal.SIGTERM)  # as a scheduler sends it: to every process of the job
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143
     assert err.strip().splitlines()[-1] == (

@@ -195,6 +195,7 @@ def _run(name: str, main: Callable[[StageContext], None], args: argparse.Namespa
 
         span = StageSpan(name, model)
         main(ctx)
+        span.sync()  # what MLflow could not record fails the stage before its outputs go in
         ctx.commit_outputs()
         span.end("FINISHED")
     except (ScalelensError, FileNotFoundError) as e:
@@ -220,7 +221,12 @@ def _abandon(ctx: StageContext | None, span, status: str) -> None:
     if ctx is not None:
         ctx.discard_outputs()
     if span is not None:
-        span.end(status)
+        from scalelens.tracking import TrackingError
+
+        try:
+            span.end(status)
+        except TrackingError as e:  # the stage's own error is the one to report
+            log.warning("the MLflow run could not be closed as %s: %s", status, e)
 
 
 def read_upstream_json(path: str | Path, stage: str, model: str) -> dict:

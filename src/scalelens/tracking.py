@@ -5,6 +5,11 @@ root; MLFLOW_TRACKING_URI overrides (on a cluster: one tracking server every job
 with several processes races on first use (schema migration, experiment creation) and can report
 "database is locked": store initialisation and experiment creation run under a file lock, and
 every call retries on lock errors with backoff.
+
+The writing is done by a child process, the tracking worker (`_Worker`, `python -m
+scalelens.tracking`), so that importing MLflow and opening its store (4 to 5 s) overlap the
+stage's own work instead of preceding it. The stage's calls return at once; the stage waits for
+the worker only before swapping its outputs in (`StageSpan.sync`) and when the run ends.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import time
 from pathlib import Path
 
 from filelock import FileLock
+
+from scalelens.errors import ScalelensError
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +69,19 @@ def git_commit() -> str:
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
-def _experiment_id(mlflow, name: str) -> str:
+def _experiment_id(client, name: str) -> str:
     """Get or create the experiment under the file lock (two jobs must not both create it)."""
     with FileLock(LOCK_FILE):
-        exp = _retry(mlflow.get_experiment_by_name, name)
+        exp = _retry(client.get_experiment_by_name, name)
         if exp is not None:
             if exp.tags.get("mlflow.experimentKind") is None:  # made by an older scalelens
-                client = mlflow.tracking.MlflowClient()
                 for key, value in EXPERIMENT_KIND.items():
                     _retry(client.set_experiment_tag, exp.experiment_id, key, value)
             return exp.experiment_id
         kwargs = {}
-        if tracking_uri().startswith("sqlite:"):
+        if client.tracking_uri.startswith("sqlite:"):
             kwargs["artifact_location"] = (Path("mlruns") / name).resolve().as_uri()
-        return _retry(mlflow.create_experiment, name, tags=EXPERIMENT_KIND, **kwargs)
+        return _retry(client.create_experiment, name, tags=EXPERIMENT_KIND, **kwargs)
 
 
 def _flatten(params: dict, prefix: str = "") -> dict[str, str]:
@@ -89,45 +95,48 @@ def _flatten(params: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-class StageRun:
-    """Thin handle over an active MLflow run, every call retried on lock errors."""
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
-    def __init__(self, mlflow, run_id: str):
-        self._mlflow = mlflow
-        self.run_id = run_id
+
+class StageRun:
+    """Handle on one MLflow run. Every call is queued to the tracking worker (see `_Worker`) and
+    returns at once; `StageSpan.sync` and `StageSpan.end` report what the worker could not do."""
+
+    def __init__(self, worker: _Worker, files: Path):
+        self._worker = worker
+        self._files = files  # copies of logged artifacts, kept until the worker has stored them
+        self._n_files = 0
+
+    @property
+    def run_id(self) -> str:
+        return self._worker.run_id()
 
     def log_params(self, params: dict) -> None:
-        flat = _flatten(params)
-        items = list(flat.items())
-        for i in range(0, len(items), 100):
-            _retry(self._mlflow.log_params, dict(items[i:i + 100]))
+        self._worker.send("params", params=_flatten(params))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Log numbers (bools as 0/1); None, NaN, inf and anything not a number are left out,
         since MLflow cannot compare or plot them (the stage's own json keeps them)."""
         clean = {k: float(v) for k, v in metrics.items()
                  if isinstance(v, int | float) and math.isfinite(float(v))}
-        _retry(self._mlflow.log_metrics, clean, step=step)
+        self._worker.send("metrics", metrics=clean, step=step or 0, timestamp=_now_ms())
 
     def set_tags(self, tags: dict[str, object]) -> None:
-        _retry(self._mlflow.set_tags, {k: str(v) for k, v in tags.items()})
+        self._worker.send("tags", tags={k: str(v) for k, v in tags.items()})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        """Log a file; a staged output (".staging-<pid>-<name>", see scalelens.stage) is
-        logged under its final name."""
+        """Log a file as it is now (a copy is queued); a staged output (".staging-<pid>-<name>",
+        see scalelens.stage) is logged under its final name."""
         import re
         import shutil
-        import tempfile
 
         path = Path(path)
-        final = re.sub(r"^\.staging-\d+-", "", path.name)
-        if final == path.name:
-            _retry(self._mlflow.log_artifact, str(path), artifact_path=artifact_path)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / final
-            shutil.copyfile(path, copy)
-            _retry(self._mlflow.log_artifact, str(copy), artifact_path=artifact_path)
+        self._n_files += 1
+        copy = self._files / str(self._n_files) / re.sub(r"^\.staging-\d+-", "", path.name)
+        copy.parent.mkdir(parents=True)
+        shutil.copyfile(path, copy)
+        self._worker.send("artifact", path=str(copy), artifact_path=artifact_path)
 
 
 def compute_provenance() -> dict[str, str]:
@@ -224,15 +233,108 @@ def _base_tags(stage: str, model: str | None) -> dict[str, object]:
     return base
 
 
-def _start(stage: str, model: str | None):
-    import mlflow
+class TrackingError(ScalelensError):
+    """The tracking worker could not record the run (its message says what MLflow said)."""
 
-    with FileLock(LOCK_FILE):
-        mlflow.set_tracking_uri(tracking_uri())
-    exp_id = _experiment_id(mlflow, stage)
-    name = f"{stage}:{model}" if model else stage
-    active = _retry(mlflow.start_run, experiment_id=exp_id, run_name=name)
-    return mlflow, StageRun(mlflow, active.info.run_id)
+
+# The environment the worker takes from the stage at each run: where MLflow writes and with what
+# credentials (a test, or a notebook, may change these between runs of one process).
+_FORWARDED_ENV = ("MLFLOW_", "AWS_", "DVC_EXP_NAME")
+
+
+class _Worker:
+    """A child process that does the stage's MLflow writing while the stage works.
+
+    Importing MLflow and opening its SQLite store take 4 to 5 s, single-threaded: in the stage
+    process they would come before its work; in this child they run beside the stage's own
+    imports, model load and computation, on the other core. The stage sends one JSON line per
+    call on the child's stdin; the child answers on stdout only what the stage waits for: the
+    run id after "open", and "ok" or the first error at "sync" and "end". One worker serves
+    every run of its process in turn (one per stage process; several for a test session)."""
+
+    def __init__(self):
+        import json
+        import subprocess
+
+        self._json = json
+        src = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (src, os.environ.get("PYTHONPATH", "")) if p)}
+        # its own session: Ctrl-C in a terminal and a signal to the stage's process group do
+        # not reach it (it also ignores SIGINT and SIGTERM, see `_main`)
+        self._proc = subprocess.Popen([sys.executable, "-m", "scalelens.tracking"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                      env=env, start_new_session=True)
+        self._run_id: str | None = None
+        self._pending_open = False
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def send(self, op: str, **fields) -> None:
+        try:
+            self._proc.stdin.write(self._json.dumps({"op": op, **fields}) + "\n")
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise TrackingError("the MLflow tracking worker has exited; "
+                                "see the lines above for why") from None
+
+    def _read(self) -> dict:
+        line = self._proc.stdout.readline()
+        if not line:
+            raise TrackingError("the MLflow tracking worker exited without answering; "
+                                "see the lines above for why")
+        return self._json.loads(line)
+
+    def open(self, **fields) -> None:
+        env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV)}
+        self.send("open", cwd=os.getcwd(), uri=tracking_uri(), env=env, **fields)
+        self._run_id, self._pending_open = None, True
+
+    def run_id(self) -> str:
+        if self._pending_open:
+            self._pending_open = False
+            reply = self._read()
+            if "error" in reply:
+                raise TrackingError(f"MLflow: {reply['error']}")
+            self._run_id = reply["run_id"]
+        return self._run_id
+
+    def ask(self, op: str, **fields) -> None:
+        """Send a "sync" or "end" and wait for its answer. Every answer is read exactly once,
+        so answers stay matched to calls after an error."""
+        self.send(op, **fields)
+        errors = []
+        try:
+            self.run_id()
+        except TrackingError as e:
+            errors.append(str(e))
+        reply = self._read()
+        if "error" in reply:
+            errors.append(f"MLflow: {reply['error']}")
+        if errors:
+            raise TrackingError(errors[0])
+
+    def close(self) -> None:
+        """Let the worker finish what it was sent and exit."""
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        self._proc.wait()
+
+
+_WORKER: _Worker | None = None
+
+
+def _worker() -> _Worker:
+    global _WORKER
+    if _WORKER is None or not _WORKER.alive():
+        import atexit
+
+        _WORKER = _Worker()
+        atexit.register(_WORKER.close)
+    return _WORKER
 
 
 _SPAN: StageSpan | None = None
@@ -240,47 +342,156 @@ _SPAN: StageSpan | None = None
 
 class StageSpan:
     """The MLflow run of one stage process, open from the stage's start to its end, so the run's
-    Duration is the stage's time. `stage_run` inside the stage logs into it."""
+    Duration is the stage's time. `stage_run` inside the stage logs into it.
+
+    The run is recorded by the tracking worker (`_Worker`) while the stage works: `sync` waits
+    for everything sent so far to be stored (a stage calls it before swapping its outputs in),
+    `end` closes the run with its status and the time it ended."""
 
     def __init__(self, stage: str, model: str | None):
-        global _SPAN
-        self.stage, self.model = stage, model
-        self._mlflow, self.run = _start(stage, model)
-        self.run.set_tags(_base_tags(stage, model))
         import tempfile
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "pip-freeze.txt"
-            path.write_text(pip_freeze(), encoding="utf-8")
-            self.run.log_artifact(path, artifact_path="environment")
+        global _SPAN
+        self.stage, self.model = stage, model
+        self._worker = _worker()
+        self._files = tempfile.TemporaryDirectory(prefix="scalelens-mlflow-")
+        name = f"{stage}:{model}" if model else stage
+        self._worker.open(stage=stage, name=name, start_ms=_now_ms(),
+                          tags={k: str(v) for k, v in _base_tags(stage, model).items()},
+                          pip_freeze=pip_freeze())
+        self.run = StageRun(self._worker, Path(self._files.name))
         _SPAN = self
 
+    def sync(self) -> None:
+        """Wait until the worker has stored all that was logged; TrackingError if it could not."""
+        self._worker.ask("sync")
+
     def end(self, status: str) -> None:
-        """Close the run as FINISHED, FAILED or KILLED (torch's provenance as it ended up)."""
+        """Close the run as FINISHED, FAILED or KILLED (torch's provenance as it ended up) and
+        wait until it is stored; TrackingError if the worker could not record the run."""
         global _SPAN
         _SPAN = None
         try:
-            self.run.set_tags(compute_provenance())
+            self._worker.ask("end", status=status, end_ms=_now_ms(), tags=compute_provenance())
         finally:
-            _retry(self._mlflow.end_run, status=status)
+            self._files.cleanup()
 
 
 @contextlib.contextmanager
 def stage_run(stage: str, model: str | None, params: dict, tags: dict[str, object]):
-    """The stage's MLflow run (its StageSpan's when run_stage opened one, else a new run), with
-    the provenance every run carries."""
+    """The stage's MLflow run (its StageSpan's when run_stage opened one, else a new run, ended
+    when the block ends), with the provenance every run carries."""
     span = _SPAN
-    if span is not None and (span.stage, span.model) == (stage, model):
-        span.run.set_tags({**compute_provenance(), **tags})
-        span.run.log_params(params)
+    own = span is None or (span.stage, span.model) != (stage, model)
+    if own:
+        span = StageSpan(stage, model)
+    span.run.set_tags({**compute_provenance(), **tags})
+    span.run.log_params(params)
+    if not own:
         yield span.run
         return
-    mlflow, run = _start(stage, model)
     try:
-        run.set_tags({**_base_tags(stage, model), **tags})
-        run.log_params(params)
-        yield run
+        yield span.run
     except BaseException:
-        _retry(mlflow.end_run, status="FAILED")
+        span.end("FAILED")
         raise
-    _retry(mlflow.end_run)
+    span.end("FINISHED")
+
+
+# ---- the worker's side (python -m scalelens.tracking) ---------------------------------------
+
+def _log_tags(client, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, v) for k, v in tags.items()]
+    for i in range(0, len(items), 100):  # MLflow's limit per batch
+        _retry(client.log_batch, run_id, tags=items[i:i + 100])
+
+
+def _serve(lines, reply) -> None:
+    """Carry out the stage's calls in order. "open" answers with the run id, "sync" and "end"
+    with "ok" or an error. After a failed call, the calls up to the next "sync" or "end" are
+    skipped and that one answers with the error."""
+    import json
+    import tempfile
+
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    client = run_id = None
+    error = None
+    for line in lines:
+        msg = json.loads(line)
+        op = msg.pop("op")
+        try:
+            if op == "open":
+                error = run_id = None
+                os.chdir(msg["cwd"])
+                for key in [k for k in os.environ if k.startswith(_FORWARDED_ENV)]:
+                    del os.environ[key]
+                os.environ.update(msg["env"])
+                client = MlflowClient(tracking_uri=msg["uri"])
+                exp_id = _experiment_id(client, msg["stage"])
+                run_id = _retry(client.create_run, exp_id, start_time=msg["start_ms"],
+                                tags=msg["tags"], run_name=msg["name"]).info.run_id
+                reply({"run_id": run_id})
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "pip-freeze.txt"
+                    path.write_text(msg["pip_freeze"], encoding="utf-8")
+                    _retry(client.log_artifact, run_id, str(path), artifact_path="environment")
+            elif error is not None and op not in ("sync", "end"):
+                continue
+            elif op == "params":
+                items = [Param(k, v) for k, v in msg["params"].items()]
+                for i in range(0, len(items), 100):
+                    _retry(client.log_batch, run_id, params=items[i:i + 100])
+            elif op == "metrics":
+                items = [Metric(k, v, msg["timestamp"], msg["step"])
+                         for k, v in msg["metrics"].items()]
+                for i in range(0, len(items), 1000):
+                    _retry(client.log_batch, run_id, metrics=items[i:i + 1000])
+            elif op == "tags":
+                _log_tags(client, run_id, msg["tags"])
+            elif op == "artifact":
+                _retry(client.log_artifact, run_id, msg["path"],
+                       artifact_path=msg["artifact_path"])
+            elif op in ("sync", "end"):
+                if op == "end" and run_id is not None:
+                    if error is None:
+                        _log_tags(client, run_id, msg["tags"])
+                    _retry(client.set_terminated, run_id, status=msg["status"],
+                           end_time=msg["end_ms"])
+                    run_id = None
+                reply({"error": error} if error is not None else {"ok": True})
+                error = None  # reported
+        except Exception as e:  # noqa: BLE001 - reported to the stage, which decides
+            error = f"{type(e).__name__}: {e}"
+            if op in ("sync", "end") or (op == "open" and run_id is None):  # awaits an answer
+                reply({"error": error})
+                error = None
+    if run_id is not None:  # the stage went away without ending its run
+        _retry(client.set_terminated, run_id, status="KILLED", end_time=_now_ms())
+
+
+def _main() -> None:
+    import json
+    import signal
+
+    # Ctrl-C and a scheduler's SIGTERM reach the whole process group: the stage decides how
+    # its run ends and says so; the worker records it, and ends on its own when its stage is gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # answers go out on the original stdout alone; anything a library prints goes to stderr
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+
+    def reply(obj: dict) -> None:
+        answers.write(json.dumps(obj) + "\n")
+        answers.flush()
+
+    logging.basicConfig(level=logging.WARNING, format="tracking worker: %(message)s")
+    _serve(sys.stdin, reply)
+
+
+if __name__ == "__main__":
+    _main()
