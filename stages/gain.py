@@ -47,8 +47,8 @@ def last_token_norms(lm: LoadedModel, texts, batch_size: int = 1
     n_tokens = np.zeros(len(texts), dtype=np.int64)
     for idx in tqdm(length_sorted_batches(lengths, batch_size), desc=f"gain {lm.key}",
                     unit="batch", leave=False):
-        states = (capture.forward_states_batch(lm, [texts[i] for i in idx]) if len(idx) > 1
-                  else [capture.forward_states(lm, texts[idx[0]])])
+        states = (capture.forward_states_batch(lm, [texts[i] for i in idx], with_nll=False)
+                  if len(idx) > 1 else [capture.forward_states(lm, texts[idx[0]], with_nll=False)])
         for i, fs in zip(idx, states):
             hidden[i] = np.linalg.norm(fs.hidden_states[:, -1, :].astype(np.float64), axis=-1)
             blocks[i] = np.linalg.norm(fs.block_outputs[:, -1, :].astype(np.float64), axis=-1)

@@ -141,6 +141,28 @@ def test_batched_statement_passes_equal_one_pass_per_statement(tiny, arch):
         assert fb.nll_nats == pytest.approx(alone.nll_nats, rel=1e-5)
 
 
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_passes_without_nll_send_one_position_through_the_head_and_keep_the_states(tiny, arch):
+    lm = tiny(arch)
+    head_rows = []
+    handle = lm.model.get_output_embeddings().register_forward_hook(
+        lambda m, args, out: head_rows.append(args[0].shape[-2]))
+    try:
+        full = forward_states_batch(lm, TEXTS)
+        lean = forward_states_batch(lm, TEXTS, with_nll=False)
+        one_full, one_lean = forward_states(lm, TEXTS[0]), forward_states(lm, TEXTS[0],
+                                                                          with_nll=False)
+        attention_patterns(lm, TEXTS[0], max_length=16)
+    finally:
+        handle.remove()
+    width = max(fs.input_ids.size for fs in full)
+    assert head_rows == [width, 1, full[0].input_ids.size, 1, 1]
+    for a, b in zip(full + [one_full], lean + [one_lean]):
+        np.testing.assert_array_equal(a.hidden_states, b.hidden_states)
+        np.testing.assert_array_equal(a.block_outputs, b.block_outputs)
+        assert np.isfinite(a.nll_nats) and np.isnan(b.nll_nats)
+
+
 def test_si_attention_is_per_prompt_alone_and_padding_would_change_it(tiny):
     lm = tiny("llama")
     short, long_ = "short prompt", "a considerably longer prompt that forces padding"

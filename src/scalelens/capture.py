@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria
 
+from scalelens.batching import last_logits_only
 from scalelens.errors import ScalelensError
 from scalelens.models.geometry import HeadGeometry
 from scalelens.models.loading import LoadedModel
@@ -228,7 +229,8 @@ def attention_patterns(lm: LoadedModel, text: str, max_length: int | None = None
     enc = lm.tokenizer(text, return_tensors="pt", truncation=max_length is not None,
                        max_length=max_length).to(lm.device)
     with torch.inference_mode():
-        out = lm.model(**enc, output_attentions=True, use_cache=False)
+        out = lm.model(**enc, output_attentions=True, use_cache=False,
+                       **last_logits_only(lm.model))
     if not out.attentions or any(a is None for a in out.attentions):
         raise CaptureError(f"{lm.key} returned no attention weights")
     return torch.stack([a[0] for a in out.attentions]).float().cpu().numpy()
@@ -244,8 +246,10 @@ class ForwardStates:
     nll_nats: float  # mean next-token negative log-likelihood of the sequence
 
 
-def forward_states(lm: LoadedModel, text: str, max_length: int | None = None) -> ForwardStates:
-    """Hidden states, block outputs (hooked, before the final norm) and NLL from one pass."""
+def forward_states(lm: LoadedModel, text: str, max_length: int | None = None,
+                   with_nll: bool = True) -> ForwardStates:
+    """Hidden states, block outputs (hooked, before the final norm) and NLL from one pass.
+    Without `with_nll` the output head sees the last position only and `nll_nats` is NaN."""
     enc = lm.tokenizer(text, return_tensors="pt", truncation=max_length is not None,
                        max_length=max_length).to(lm.device)
     blocks = lm.geometry.blocks
@@ -260,25 +264,28 @@ def forward_states(lm: LoadedModel, text: str, max_length: int | None = None) ->
     handles = [b.register_forward_hook(grab(i)) for i, b in enumerate(blocks)]
     try:
         with torch.inference_mode():
-            out = lm.model(**enc, labels=enc["input_ids"], output_hidden_states=True,
-                           use_cache=False)
+            head = {"labels": enc["input_ids"]} if with_nll else last_logits_only(lm.model)
+            out = lm.model(**enc, output_hidden_states=True, use_cache=False, **head)
     finally:
         for h in handles:
             h.remove()
     hidden = torch.stack([h[0].float().cpu() for h in out.hidden_states]).numpy()
     return ForwardStates(enc["input_ids"][0].cpu().numpy(), hidden,
-                         torch.stack(grabbed).numpy(), float(out.loss))
+                         torch.stack(grabbed).numpy(),
+                         float(out.loss) if with_nll else float("nan"))
 
 
 def forward_states_batch(lm: LoadedModel, texts, max_length: int | None = None,
-                         with_block_outputs: bool = True) -> list[ForwardStates]:
+                         with_block_outputs: bool = True,
+                         with_nll: bool = True) -> list[ForwardStates]:
     """`forward_states` for several sequences in one right-padded pass; one result per text.
 
     Each text is tokenised alone (as `forward_states` does) and padded on the right, so every
     real token keeps its position and, under causal attention, never sees a pad token; states
     are cut back to each text's own length and the NLL is computed over its real tokens only.
     Equal to one `forward_states` call per text up to float rounding. Without
-    `with_block_outputs`, no hooks run and `block_outputs` has zero blocks.
+    `with_block_outputs`, no hooks run and `block_outputs` has zero blocks; without `with_nll`,
+    the output head sees the last position only and `nll_nats` is NaN.
     """
     texts = list(texts)
     if not texts:
@@ -312,7 +319,7 @@ def forward_states_batch(lm: LoadedModel, texts, max_length: int | None = None,
     try:
         with torch.inference_mode():
             out = lm.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True,
-                           use_cache=False)
+                           use_cache=False, **({} if with_nll else last_logits_only(lm.model)))
     finally:
         for h in handles:
             h.remove()
@@ -322,8 +329,11 @@ def forward_states_batch(lm: LoadedModel, texts, max_length: int | None = None,
     for i, n in enumerate(lengths):
         b = (block_out[i, :, :n].numpy() if block_out is not None
              else np.zeros((0, n, hidden.shape[-1]), dtype=np.float32))
-        z = out.logits[i, :n - 1].float()  # row by row: a [batch, seq, vocab] copy is large
-        nll = torch.logsumexp(z, dim=-1) - z.gather(-1, input_ids[i, 1:n, None])[:, 0]
+        nll = float("nan")
+        if with_nll:
+            z = out.logits[i, :n - 1].float()  # row by row: a [batch, seq, vocab] copy is large
+            nll = float((torch.logsumexp(z, dim=-1)
+                         - z.gather(-1, input_ids[i, 1:n, None])[:, 0]).mean())
         results.append(ForwardStates(input_ids[i, :n].cpu().numpy(), hidden[i, :, :n].numpy(), b,
-                                     float(nll.mean())))
+                                     nll))
     return results

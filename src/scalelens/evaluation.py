@@ -36,6 +36,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from scalelens.batching import (
+    last_logits_only,
     left_pad,
     length_sorted_batches,
     logits_tail,
@@ -515,7 +516,7 @@ def shared_prefill_scores(lm: LoadedModel, prompts: Sequence[Sequence[int]],
     passes = 0
     pad, eos, tok = lm.tokenizer.pad_token_id, _eos_ids(lm), lm.tokenizer
     params = _forward_params(lm)
-    keep1 = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    keep1 = last_logits_only(lm.model)
     cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5
     n_prefix = shared_prefix_length(lm, prompts, answers, max_new_tokens)
     prefix_cache = None

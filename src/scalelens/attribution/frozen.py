@@ -31,7 +31,6 @@ the same frozen constants.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from scalelens.attribution.architecture import (
     UnsupportedModelError,
 )
 from scalelens.attribution.norms import frozen_norm, match_tolerance, norm_scale
+from scalelens.batching import last_logits_only
 from scalelens.errors import ScalelensError
 
 FROZEN_ATTENTION = "scalelens_frozen_eager"
@@ -359,7 +359,7 @@ class FrozenModel:
 
     # ------------------------------------------------------------------------------ passes
     def _run(self) -> None:
-        self.model(input_ids=self.input_ids, use_cache=False, **_last_logits_only(self.model))
+        self.model(input_ids=self.input_ids, use_cache=False, **last_logits_only(self.model))
         missing = [i for i, x in enumerate(self.state.lin) if x is None]
         if missing or self.state.z is None:
             raise FrozenModelError(f"the frozen pass did not reach MLP layers {missing} or the "
@@ -418,12 +418,6 @@ class FrozenModel:
             st.replay_units = None
 
 
-def _last_logits_only(model: nn.Module) -> dict:
-    """``logits_to_keep=1`` where the model takes it: the unembedding then sees one position."""
-    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(
-        model.forward).parameters else {}
-
-
 def real_forward(model: nn.Module, parts: ModelParts, input_ids: torch.Tensor,
                  down_pre_hooks: dict[int, Callable] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,7 +445,7 @@ def real_forward(model: nn.Module, parts: ModelParts, input_ids: torch.Tensor,
         for layer in range(parts.n_layers):
             handles.append(parts.down(layer).register_forward_pre_hook(make(layer)))
         with torch.no_grad():
-            logits = model(input_ids=ids, use_cache=False, **_last_logits_only(model)).logits
+            logits = model(input_ids=ids, use_cache=False, **last_logits_only(model)).logits
     finally:
         for h in handles:
             h.remove()
