@@ -307,6 +307,38 @@ def test_one_prefill_scores_equal_the_separate_nll_and_greedy_passes(tiny_lm, ar
         list(items.golds[:3]) + ["123456", "4"], max_new_tokens, 3)
 
 
+def _greedy_ids(lm, prompt, n):
+    """The model's first n greedy tokens after prompt, one unbatched pass per token."""
+    seq = list(prompt)
+    with torch.no_grad():
+        for _ in range(n):
+            seq.append(int(lm.model(torch.tensor([seq])).logits[0, -1].argmax()))
+    return seq[len(prompt):]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_rows_answered_as_their_gold_need_no_decoding_pass(tiny_lm, arch):
+    """The gold answers are the draft: where a row's greedy tokens are its gold's, decoding reads
+    the teacher-forced logits and runs no pass for it. Here the golds are the model's own first 3
+    greedy tokens (so with max_new_tokens 4 every row is settled by the prefill and the forced
+    pass), then the same with two rows given a wrong gold (decoded for real, on their rows)."""
+    lm = tiny_lm(arch)
+    texts = ["Q: 1 + 2 = ?\nA:", "a much longer prompt than the others: ", "zq", "7 * 8 ="]
+    prompts = [lm.tokenizer(t)["input_ids"] for t in texts]
+    own = [_greedy_ids(lm, p, 3) for p in prompts]
+    ref_text, _ = greedy_answers(lm, prompts, 4, batch_size=4)
+    for answers, decoded_rows in ((own, 0), ([own[0], [5, 6], own[2], [7]], 2)):
+        nll, got, passes = shared_prefill_scores(lm, prompts, answers, 4, batch_size=4)
+        ref_nll, _ = gold_nll(lm, prompts, answers, batch_size=4)
+        np.testing.assert_allclose(nll, ref_nll, rtol=1e-5)
+        assert got == ref_text
+        shared = int(shared_prefix_length(lm, prompts, answers, 4) > 0)
+        if decoded_rows == 0:
+            assert passes == shared + 2  # prefill and forced pass only
+        else:
+            assert shared + 3 <= passes <= shared + 2 + 3
+
+
 def test_shared_prefix_inside_a_sliding_window(tiny_lm):
     """Sequences shorter than tiny Gemma 3's window: the prefix is shared and the scores equal."""
     lm = tiny_lm("gemma3_text")

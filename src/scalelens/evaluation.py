@@ -502,9 +502,11 @@ def shared_prefill_scores(lm: LoadedModel, prompts: Sequence[Sequence[int]],
     the rest of the prompts (left padding between the shared prefix and each prompt's own tokens,
     masked; position ids over real tokens, so each row sees the positions it would see alone)
     keeps the KV cache and the last position's logits; on a copy of the cache the gold answers
-    (right-padded) are teacher-forced in one pass (the NLL, as `gold_nll`); on the cache itself
-    greedy decoding runs one token per pass until every row has produced a newline or an
-    end-of-sequence token, or max_new_tokens (the answers, as `greedy_answers`).
+    (right-padded) are teacher-forced in one pass (the NLL, as `gold_nll`). Greedy decoding (the
+    answers, as `greedy_answers`) reads those logits while a row's tokens equal its gold
+    answer's, so a row answered as the gold needs no further pass; the other rows decode on
+    their part of the cache, one token per pass, until each has produced a newline or an
+    end-of-sequence token, or max_new_tokens.
     Returns (nll [n], first lines, forward passes).
     """
     import copy
@@ -564,34 +566,81 @@ def shared_prefill_scores(lm: LoadedModel, prompts: Sequence[Sequence[int]],
                 # answer's own positions but its last
                 logits = torch.cat([first[row:row + 1], forced[row, :len(a) - 1]]).double()
                 nll[i] = -float(torch.log_softmax(logits, -1).gather(1, a[:, None]).sum())
-            # greedy decoding on the cache
+            # greedy decoding with the gold answers as a draft: while a row's greedy tokens
+            # equal its gold tokens, the teacher-forced pass already holds its next logits. A
+            # row the draft settles (it ends, or reaches max_new_tokens) needs no decoding
+            # pass; the others are decoded on their rows of the cache, one token per pass.
             generated = [[] for _ in idx]
-            done = [False] * len(idx)
-            step_mask, pos, logits = mask, next_pos.clone(), first
-            for step in range(max_new_tokens):
-                choice = logits.argmax(-1)
-                for row, t in enumerate(choice.tolist()):
-                    if done[row]:
-                        continue
-                    if t in eos:
-                        done[row] = True
-                        continue
-                    generated[row].append(t)
-                    if "\n" in tok.decode(generated[row], skip_special_tokens=True):
-                        done[row] = True
-                if all(done) or step == max_new_tokens - 1:
-                    break
-                step_mask = torch.cat([step_mask, torch.ones_like(step_mask[:, :1])], 1)
-                out = lm.model(input_ids=choice[:, None], attention_mask=step_mask,
-                               position_ids=pos[:, None], use_cache=True, **{cache_kw: cache},
-                               **keep1)
-                passes += 1
-                pos = pos + 1
-                cache, logits = _cache_of(out), out.logits[:, -1, :].float()
+            undecided = []
+            for row, i in enumerate(idx):
+                if not _draft_settles(first[row], forced[row], answers[i], max_new_tokens,
+                                      generated[row], eos, tok):
+                    generated[row] = []
+                    undecided.append(row)
+            if undecided:
+                passes += _decode_rows(lm, cache, mask, next_pos, first, undecided,
+                                       [generated[r] for r in undecided], max_new_tokens, eos,
+                                       cache_kw, keep1)
         for row, i in enumerate(idx):
             text = tok.decode(generated[row], skip_special_tokens=True)
             texts[i] = text.split("\n", 1)[0].strip()
     return nll, texts, passes
+
+
+def _take_token(t: int, generated: list[int], eos: set[int], tok) -> bool:
+    """Greedy decoding's rule for one row: an end-of-sequence token ends it (and is not kept);
+    any other token is kept, and ends the row once the text holds a newline. True: ended."""
+    if t in eos:
+        return True
+    generated.append(t)
+    return "\n" in tok.decode(generated, skip_special_tokens=True)
+
+
+def _draft_settles(first: torch.Tensor, forced: torch.Tensor, answer: Sequence[int],
+                   max_new_tokens: int, generated: list[int], eos: set[int], tok) -> bool:
+    """Greedy decoding of one row from the logits already computed: `first` (after the prompt)
+    and `forced` (after each gold token). Step k's token is the argmax of `first` for k = 0,
+    else of `forced[k - 1]`, valid only while every earlier token equalled the gold's. True when
+    the row ends (newline, end of sequence, max_new_tokens) within that; its tokens are in
+    `generated`."""
+    logits = first
+    for step in range(max_new_tokens):
+        t = int(logits.argmax())
+        if _take_token(t, generated, eos, tok) or step == max_new_tokens - 1:
+            return True
+        if step >= len(answer) or t != answer[step]:
+            return False
+        logits = forced[step]
+    return True
+
+
+def _decode_rows(lm: LoadedModel, cache, mask: torch.Tensor, next_pos: torch.Tensor,
+                 first: torch.Tensor, rows: list[int], generated: list[list[int]],
+                 max_new_tokens: int, eos: set[int], cache_kw: str, keep1: dict) -> int:
+    """Greedy decoding of `rows` of a batch on its KV cache (consumed), one token per pass,
+    until every row has ended or max_new_tokens; tokens go to `generated` (one list per row).
+    Returns the passes run."""
+    step_mask, pos, logits = mask, next_pos.clone(), first
+    if len(rows) < first.shape[0]:
+        sel = torch.tensor(rows, device=first.device)
+        cache.batch_select_indices(sel)
+        step_mask, pos, logits = mask[sel], next_pos[sel], first[sel]
+    done = [False] * len(rows)
+    passes = 0
+    for step in range(max_new_tokens):
+        choice = logits.argmax(-1)
+        for k, t in enumerate(choice.tolist()):
+            if not done[k]:
+                done[k] = _take_token(t, generated[k], eos, lm.tokenizer)
+        if all(done) or step == max_new_tokens - 1:
+            break
+        step_mask = torch.cat([step_mask, torch.ones_like(step_mask[:, :1])], 1)
+        out = lm.model(input_ids=choice[:, None], attention_mask=step_mask,
+                       position_ids=pos[:, None], use_cache=True, **{cache_kw: cache}, **keep1)
+        passes += 1
+        pos = pos + 1
+        cache, logits = _cache_of(out), out.logits[:, -1, :].float()
+    return passes
 
 
 def _cache_of(out):
