@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,9 @@ def mean_over_partners(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """Ascending ranks 1..m of the finite values (ties averaged); NaN where the value is NaN."""
+    # scipy.stats costs about 1 s at import: only the stages that call this pay it
+    from scipy.stats import rankdata
+
     ranks = np.full(values.shape, np.nan)
     finite = np.isfinite(values)
     ranks[finite] = rankdata(values[finite], method="average")

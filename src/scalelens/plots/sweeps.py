@@ -19,7 +19,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from scipy import stats
 
 from scalelens.plots._common import ACROSS_COLOR, family_colors, save_figure
 from scalelens.sweeps.gain import H25Decision, H25ModelEntry, H25Report
@@ -295,6 +294,9 @@ def _regression(ax, entries: Sequence[H25ModelEntry], color: str, ls: str, label
     g = np.array([e.gain.point for e in entries])
     if len(entries) < 2 or np.ptp(rho) == 0:
         return
+    # scipy.stats costs about 1 s at import: only the stages that call this pay it
+    from scipy import stats
+
     fit = stats.linregress(rho, g)
     xs = np.linspace(rho.min() * 0.9, rho.max() * 1.1, 100)
     ax.plot(xs, fit.slope * xs + fit.intercept, ls, color=color, label=label)

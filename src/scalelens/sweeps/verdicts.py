@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from scalelens.errors import ScalelensError
 from scalelens.io import jsonable
@@ -68,6 +67,9 @@ def pearson_r_p(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     y = np.asarray(y, dtype=np.float64)
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return math.nan, math.nan
+    # scipy.stats costs about 1 s at import: only the stages that call this pay it
+    from scipy import stats
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stats.pearsonr(x, y)
