@@ -33,11 +33,7 @@ def tiny_lm():
 @pytest.fixture()
 def mlflow_tmp(tmp_path, monkeypatch):
     """An isolated MLflow store: sqlite in tmp_path, run from tmp_path."""
-    import mlflow
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)  # the test's own reads (stages write through their worker)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

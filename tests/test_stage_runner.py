@@ -77,8 +77,13 @@ def _state(work):
 
 
 def _runs(work):
-    mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-    return mlflow.search_runs(experiment_names=["fake"], output_format="list")
+    client = _client(work)
+    return client.search_runs([client.get_experiment_by_name("fake").experiment_id])
+
+
+def _client(work):
+    """A client on the stage's store (the process-wide tracking URI is left alone)."""
+    return mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
 
 
 OLD = {"a.txt": "old-a", "dir/x.txt": "old-x", "dir/stale.txt": "from an earlier setting"}
@@ -97,13 +102,12 @@ def test_success_swaps_every_output_in_and_replaces_folders_whole(work):
     assert tags["python_version"] == ".".join(map(str, sys.version_info[:3]))
     assert tags["cpu_model"] and tags["transformers_version"][0].isdigit()
     assert run.data.metrics["m"] == 1.0 and run.data.params["p"] == "1"
-    freeze = Path(mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="environment/pip-freeze.txt",
-        dst_path=str(work / "dl")))
+    freeze = Path(_client(work).download_artifacts(
+        run.info.run_id, "environment/pip-freeze.txt", dst_path=str(work / "dl")))
     assert any(line.startswith("torch==") for line in freeze.read_text().splitlines())
-    names = [f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)]
+    names = [f.path for f in _client(work).list_artifacts(run.info.run_id)]
     assert "a.txt" in names  # the staged file under its final name
-    exp = mlflow.get_experiment_by_name("fake")
+    exp = _client(work).get_experiment_by_name("fake")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
 
 

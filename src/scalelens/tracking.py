@@ -144,14 +144,18 @@ def compute_provenance() -> dict[str, str]:
 
     Outs are byte-identical only for the same torch build and the same intra-op thread count:
     some kernels split reductions by thread (measured: qwen2.5-coder-0.5b's logits change at
-    about 1e-6 relative between 1 and 2 threads; smollm2-135m's do not).
+    about 1e-6 relative between 1 and 2 threads; smollm2-135m's do not); and for the same
+    CPU linear kernel (`cpu_linear`: oneDNN or MKL, see scalelens.models.cpu_linear).
     """
     import sys
 
     torch = sys.modules.get("torch")  # a stage that never imported torch ran no torch kernel
     if torch is None:
-        return {"torch_version": "not used", "torch_num_threads": "not used"}
-    return {"torch_version": torch.__version__, "torch_num_threads": str(torch.get_num_threads())}
+        return {"torch_version": "not used", "torch_num_threads": "not used",
+                "cpu_linear": "not used"}
+    cpu_linear = sys.modules.get("scalelens.models.cpu_linear")  # imported with every model
+    return {"torch_version": torch.__version__, "torch_num_threads": str(torch.get_num_threads()),
+            "cpu_linear": cpu_linear.kernel_applied() if cpu_linear else "not used"}
 
 
 def environment() -> dict[str, str]:

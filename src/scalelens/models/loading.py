@@ -24,6 +24,7 @@ from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from scalelens.errors import ScalelensError
+from scalelens.models.cpu_linear import use_onednn_linear
 from scalelens.models.geometry import HeadGeometry, head_geometry
 from scalelens.models.packaged import PackagedModelError, cache_root, gguf_path
 from scalelens.models.registry import REGISTRY, ModelSpec, get_spec
@@ -122,6 +123,8 @@ def load_model(key: str, dtype: str | torch.dtype = "float32", device: str = "cp
         raise AssertionError("unreachable")
     model.to(dev)
     model.eval()
+    if dev.type == "cpu" and torch_dtype == torch.float32:
+        use_onednn_linear(model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
