@@ -187,10 +187,10 @@ def test_verdict_jsons_state_premise_rule_numbers_intervals(pipeline):
         assert (pipeline / LadderPaths.verdict_fig(fig)).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_verdicts_are_mlflow_tags(pipeline):
+def test_verdicts_are_mlflow_tags(pipeline, mlflow_env):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri=f"sqlite:///{mlflow_env / 'mlflow.db'}")
 
     def tags(stage):
         exp = client.get_experiment_by_name(stage)

@@ -434,7 +434,8 @@ def _serve(lines, reply) -> None:
                 for key in [k for k in os.environ if k.startswith(_FORWARDED_ENV)]:
                     del os.environ[key]
                 os.environ.update(msg["env"])
-                client = MlflowClient(tracking_uri=msg["uri"])
+                with FileLock(LOCK_FILE):  # opening a new SQLite store creates its schema
+                    client = MlflowClient(tracking_uri=msg["uri"])
                 exp_id = _experiment_id(client, msg["stage"])
                 run_id = _retry(client.create_run, exp_id, start_time=msg["start_ms"],
                                 tags=msg["tags"], run_name=msg["name"]).info.run_id
