@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,7 +173,14 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _imported_modules(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> frozenset[str]:
+    """The project modules `path` names in its imports (at any depth of its code)."""
+    stat = path.stat()
+    return _parsed_imports(path, path.absolute(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache  # one parse per file and version: every stage's closure walks the same files
+def _parsed_imports(path: Path, where: Path, mtime_ns: int, size: int) -> frozenset[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = ".".join(path.relative_to(SRC).parts[:-1]) if SRC in path.parents else ""
     found: set[str] = set()
@@ -189,11 +197,22 @@ def _imported_modules(path: Path) -> set[str]:
             found.add(mod)
             found.update(f"{mod}.{a.name}" for a in node.names)
             package_dir = SRC / mod.replace(".", "/")
-            if (package_dir / "__init__.py").is_file():
-                # `from pkg import Name` may resolve lazily (PEP 562 __getattr__) to any module
-                # of the package: depend on all of them
+            if _resolves_lazily(package_dir / "__init__.py"):
+                # `from pkg import Name` may resolve (PEP 562 __getattr__) to any module of the
+                # package: depend on all of them
                 found.update(f"{mod}.{p.stem}" for p in package_dir.glob("*.py"))
-    return {m for m in found if m == PACKAGE or m.startswith(PACKAGE + ".")}
+    return frozenset(m for m in found if m == PACKAGE or m.startswith(PACKAGE + "."))
+
+
+def _resolves_lazily(init: Path) -> bool:
+    """Whether a package's __init__.py defines a module-level __getattr__ (PEP 562). Without
+    one, `from pkg import Name` is a name __init__ itself binds (its imports are followed) or the
+    submodule pkg.Name."""
+    if not init.is_file():
+        return False
+    tree = ast.parse(init.read_text(encoding="utf-8"), filename=str(init))
+    return any(isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+               for node in tree.body)
 
 
 def import_closure(script: str | Path) -> list[str]:
