@@ -215,7 +215,7 @@ def scale_heatmap(study: MotifScaleStudy, labels: Sequence[str] = CONNECTED_LABE
 def ffl_across_scales(study: MotifScaleStudy):
     """FFL mean Z +- sd per model under each null (line style per null, colour per family,
     within-family steps joined); beside it, the graphs' quality per model."""
-    fig, (ax, axq) = plt.subplots(1, 2, figsize=(14, 5.2),
+    fig, (ax, axq) = plt.subplots(1, 2, figsize=(14, 6.4),
                                   gridspec_kw={"width_ratios": [1.3, 1]})
     colors = _colors(study)
     x = _log_sizes(study)
@@ -243,7 +243,9 @@ def ffl_across_scales(study: MotifScaleStudy):
     handles += [Line2D([], [], color=c, lw=6, label=f"family {f}") for f, c in fam.items()]
     handles.append(Line2D([], [], color="none", label="lines join sizes of one family; "
                           + ACROSS_NOTE))
-    ax.legend(handles=handles, fontsize=7.5, loc="best")
+    # legends under the panels, where no point, error bar or bar can sit
+    ax.legend(handles=handles, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+              ncol=2, frameon=False)
     ax.set_title("FFL (030T) enrichment per model", fontsize=10)
     names = ("faithfulness", "faithfulness_random", "influence_kept")
     shown = ("faithfulness", "faithfulness (random units)", "influence kept")
@@ -266,7 +268,8 @@ def ffl_across_scales(study: MotifScaleStudy):
         lab.set_color(colors[m])
     axq.set_ylabel("mean over the model's graphs")
     axq.set_title("graph quality (metadata.scalelens.quality)", fontsize=10)
-    axq.legend(fontsize=7.5)
+    axq.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
+               frameon=False)
     fig.tight_layout()
     verdicts = "; ".join(f"{n}: {study.by_null[n].questions['ffl'].verdict}"
                          for n in study.null_models)
