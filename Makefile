@@ -39,7 +39,7 @@ verify: setup
 # in single-threaded stage processes, so the other core runs the rest meanwhile
 TEST_JOBS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder --durations=15
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -14,6 +14,41 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one torch
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# `make test` runs two pytest-xdist workers with --dist loadgroup --no-loadscope-reorder: each
+# xdist_group goes whole to one worker, and groups are handed out in collection order.
+# - The pipeline-level groups come first, in this order: SLURM's tiny pipeline and the session's
+#   tiny-ladder run start side by side; the experiments (which read the ladder run) are queued
+#   behind SLURM and the determinism run behind the ladder, so neither waits on a run that the
+#   other worker is still building; the small tests fill in around them.
+# - The tests of a module that share a module-scoped fixture (a stage run, a census) form a group
+#   of their own, so the fixture is built once, not once per worker.
+PIPELINE_GROUPS = ("slurm", "ladder", "ladder-experiments", "determinism")
+
+
+def _groups(item) -> list[str]:
+    return [str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")]
+
+
+def _shares_a_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d and d[-1].scope == "module" for d in defs)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the groups into node-id suffixes
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if not _groups(item) and _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+    def rank(item) -> int:
+        return min((PIPELINE_GROUPS.index(g) for g in _groups(item) if g in PIPELINE_GROUPS),
+                   default=len(PIPELINE_GROUPS))
+
+    items.sort(key=rank)  # stable: collection order within each rank
+
+
 @pytest.fixture(scope="session")
 def tiny_lm():
     """Load (once per session) a tiny model by architecture."""

@@ -29,8 +29,8 @@ def experiments(ladder_repo, tmp_path_factory):
     env = json.loads((work / ".tiny-env.json").read_text())
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
     (work / ".tiny-env.json").write_text(json.dumps(env))
-    for name, sigma in EXPERIMENTS.items():
-        dvc(work, "exp", "run", "-n", name, "-S", f"sigma={sigma}")
+    for name, sigma in EXPERIMENTS.items():  # sigma is perturb's: its stages, not the report
+        dvc(work, "exp", "run", "-n", name, "-S", f"sigma={sigma}", "perturb")
     return work, models
 
 
