@@ -49,6 +49,23 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: collection order within each rank
 
 
+def pytest_configure(config):
+    """--dist loadgroup under pytest 9 with pytest-xdist <= 3.8 would ignore every xdist_group
+    mark (pytest 9 derives node ids from Node._id; that xdist renames tests through _nodeid)."""
+    if config.getoption("dist", default="no") != "loadgroup":
+        return
+    from importlib.metadata import version
+
+    def major_minor(dist: str) -> tuple[int, int]:
+        return tuple(int(x) for x in version(dist).split(".")[:2])
+
+    if major_minor("pytest") >= (9, 0) and major_minor("pytest-xdist") <= (3, 8):
+        raise pytest.UsageError(
+            f"pytest {version('pytest')} with pytest-xdist {version('pytest-xdist')} ignores "
+            f"xdist_group marks: install the pytest that pyproject.toml's dev extra pins "
+            f"(make setup does)")
+
+
 @pytest.fixture(scope="session")
 def tiny_lm():
     """Load (once per session) a tiny model by architecture."""
