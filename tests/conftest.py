@@ -17,12 +17,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one torch
 # `make test` runs two pytest-xdist workers with --dist loadgroup --no-loadscope-reorder: each
 # xdist_group goes whole to one worker, and groups are handed out in collection order.
 # - The pipeline-level groups come first, in this order: SLURM's tiny pipeline and the session's
-#   tiny-ladder run start side by side; the experiments (which read the ladder run) are queued
-#   behind SLURM and the determinism run behind the ladder, so neither waits on a run that the
-#   other worker is still building; the small tests fill in around them.
+#   tiny-ladder run start side by side; the determinism test's own run is queued behind SLURM
+#   (it reads the ladder run only at its end), then the experiments (which start from the ladder
+#   run) go to the first worker free; the small tests fill in around them.
 # - The tests of a module that share a module-scoped fixture (a stage run, a census) form a group
 #   of their own, so the fixture is built once, not once per worker.
-PIPELINE_GROUPS = ("slurm", "ladder", "ladder-experiments", "determinism")
+PIPELINE_GROUPS = ("slurm", "ladder", "determinism", "ladder-experiments")
 
 
 def _groups(item) -> list[str]:

@@ -1,8 +1,8 @@
 """Same code, params and machine give the same bytes. Two independent runs of the tiny pipeline,
-the session's own and a fresh clone of its committed set-up (queued behind the session's run on
-its pytest-xdist worker: see conftest.PIPELINE_GROUPS), write byte-identical outs (equal dvc.lock
-hashes) and git-tracked metrics; a forced rerun of model stages over their existing outs changes
-nothing again.
+the session's own and a fresh clone of its committed set-up (built on the other pytest-xdist
+worker, after SLURM's run: see conftest.PIPELINE_GROUPS), write byte-identical outs (equal
+dvc.lock hashes) and git-tracked metrics; a forced rerun of model stages over their existing outs
+changes nothing again.
 
 The fresh clone runs every per-model stage of the local model (extract to perturb and the motif
 census: every stage that runs a model or draws random numbers for one), not the cross-model
